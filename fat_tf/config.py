@@ -1,0 +1,439 @@
+"""Every setting of fat_tf in one place: frozen dataclasses, presets and overrides.
+
+A run is described by one :class:`Config`. It is built from a named preset
+(:data:`PRESETS`), optionally a JSON file, and ``key=value`` overrides
+(``data.batch_size=16``), and every run writes its resolved config as JSON so
+it can be reproduced exactly (``Config.from_json``).
+
+Presets:
+    ``fat2019``: the public mhiro2 log-mel CNN recipe (see ``DESIGN.md``), for GPUs.
+    ``small``: the same pipeline at a fraction of the cost (64 mels, a quarter of
+    the channels), used by the demo dataset and the tests so a CPU trains in minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has an unknown name or a value of the wrong type or range."""
+
+
+@dataclass(frozen=True)
+class FrontEndConfig:
+    """Log-mel front end parameters (the FAT2019 recipe by default).
+
+    Args:
+        sample_rate: expected audio sample rate in Hz; other rates are rejected.
+        n_fft: FFT size and window length in samples (Hann window).
+        hop_length: hop between frames in samples (694 gives 128 frames per ~2 s).
+        n_mels: number of mel bands (Slaney mel scale, Slaney area normalisation).
+        fmin: lowest mel band edge in Hz.
+        fmax: highest mel band edge in Hz (``None`` means ``sample_rate / 2``).
+        power: exponent of the magnitude spectrogram (2.0 = power).
+        amin: floor applied before the logarithm.
+        top_db: clamp each clip's dB values to ``max - top_db`` (per example, never
+            per batch); ``None`` disables the clamp.
+        center: pad the waveform by ``n_fft // 2`` on both sides (librosa's default)
+            so frame ``t`` is centred on sample ``t * hop_length``.
+        standardize: subtract the mean and divide by the standard deviation of each
+            clip's log-mel (per example).
+    """
+
+    sample_rate: int = 44100
+    n_fft: int = 2560
+    hop_length: int = 694
+    n_mels: int = 128
+    fmin: float = 20.0
+    fmax: float | None = 22050.0
+    power: float = 2.0
+    amin: float = 1e-10
+    top_db: float | None = 80.0
+    center: bool = True
+    standardize: bool = True
+
+    def num_frames(self, num_samples: int) -> int:
+        """Number of frames the front end yields for ``num_samples`` samples."""
+        if self.center:
+            return 1 + num_samples // self.hop_length
+        return 1 + max(0, num_samples - self.n_fft) // self.hop_length
+
+    def samples_for_frames(self, num_frames: int) -> int:
+        """Shortest waveform length that yields exactly ``num_frames`` frames."""
+        if self.center:
+            return self.hop_length * (num_frames - 1)
+        return self.n_fft + self.hop_length * (num_frames - 1)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Input pipeline settings.
+
+    Args:
+        crop_frames: training window length in front-end frames (128 ≈ 2 s).
+        eval_hop_fraction: hop between evaluation windows as a fraction of the
+            window (0.5 = half-overlapping windows covering the whole clip).
+        max_eval_windows: cap on windows per clip at evaluation (longer clips get
+            evenly spaced windows); keeps validation batches bounded.
+        batch_size: labelled clips per training batch.
+        eval_batch_size: clips per evaluation batch.
+        unlabelled_ratio: unlabelled clips per labelled clip in each batch
+            (semi-supervised methods only).
+        noisy_usage: what to do with train_noisy: ``unlabelled`` (labels ignored),
+            ``labelled`` (noisy labels as extra labelled data) or ``none``.
+        validation_split: fraction of curated clips held out for validation
+            (stratified by label set).
+        shuffle_buffer: shuffle buffer size in clips.
+        cache: ``none``, ``memory`` (decoded audio kept in RAM) or a folder path for
+            an on-disk cache of decoded audio.
+        parallel_calls: parallelism of the decode map (-1 = tf.data AUTOTUNE).
+        labelled_fraction: keep only this fraction of the curated training clips
+            (after the validation split), for label-scarcity studies.
+    """
+
+    crop_frames: int = 128
+    eval_hop_fraction: float = 0.5
+    max_eval_windows: int = 16
+    batch_size: int = 32
+    eval_batch_size: int = 16
+    unlabelled_ratio: int = 1
+    noisy_usage: str = "unlabelled"
+    validation_split: float = 0.2
+    shuffle_buffer: int = 2048
+    cache: str = "none"
+    parallel_calls: int = -1
+    labelled_fraction: float = 1.0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation (inactive at inference).
+
+    Args:
+        time_flip: flip the log-mel along time with probability 0.5.
+        time_masks: number of SpecAugment time masks per example.
+        time_mask_frames: maximum width of each time mask in frames.
+        freq_masks: number of SpecAugment frequency masks per example.
+        freq_mask_bins: maximum width of each frequency mask in mel bins.
+    """
+
+    time_flip: bool = True
+    time_masks: int = 0
+    time_mask_frames: int = 16
+    freq_masks: int = 0
+    freq_mask_bins: int = 8
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone and head of the tagger.
+
+    Args:
+        backbone: ``cnn`` (the reference 4-block CNN) or ``cnn_skip`` (DenseNet-like:
+            each block's input concatenated with its output before pooling).
+        channels: output channels of the four conv blocks.
+        pooling: ``time_mean_freq_max`` (the reference kernel: mean over time, then
+            max over frequency) or ``freq_mean_time_max`` (PANNs order).
+        head_units: width of the hidden Dense layer of the head.
+        dropout1: dropout before the hidden Dense layer.
+        dropout2: dropout before the logits layer.
+    """
+
+    backbone: str = "cnn"
+    channels: tuple[int, ...] = (64, 128, 256, 512)
+    pooling: str = "time_mean_freq_max"
+    head_units: int = 128
+    dropout1: float = 0.2
+    dropout2: float = 0.1
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and learning-rate schedule.
+
+    Args:
+        optimizer: ``adam`` or ``adamw``.
+        lr_schedule: ``cosine`` (per-epoch cosine annealing with period
+            ``cosine_period`` epochs, restarting), ``cosine_restarts``
+            (keras CosineDecayRestarts, per step) or ``constant``.
+        lr_max: peak learning rate.
+        lr_min: floor of the cosine schedules.
+        cosine_period: epochs per cosine cycle.
+        warmup_epochs: linear warm-up length in epochs (0 disables).
+        weight_decay: decoupled weight decay for ``adamw``.
+    """
+
+    optimizer: str = "adam"
+    lr_schedule: str = "cosine"
+    lr_max: float = 3e-3
+    lr_min: float = 1e-5
+    cosine_period: int = 10
+    warmup_epochs: int = 0
+    weight_decay: float = 1e-4
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Hyperparameters of the training methods (each reads only its own).
+
+    Args:
+        mixup_alpha: Beta(alpha, alpha) parameter of mixup and MixMatch.
+        vat_xi: size of the finite-difference step of the power iteration.
+        vat_eps: norm of the adversarial perturbation (on the standardised log-mel).
+        vat_ip: number of power iterations.
+        vat_weight: weight of the VAT loss.
+        ema_decay: mean-teacher EMA decay (warm-up ``min(1 - 1/(step+1), decay)``).
+        consistency_weight: final weight of the mean-teacher consistency loss.
+        rampup_epochs: length of the ramp-up of the unsupervised weights in epochs.
+        mixmatch_k: augmentations per unlabelled clip for MixMatch.
+        mixmatch_temperature: sharpening temperature T of MixMatch.
+        mixmatch_weight: final weight of MixMatch's unlabelled loss.
+        export_student: export the student instead of the teacher (mean teacher).
+    """
+
+    mixup_alpha: float = 1.0
+    vat_xi: float = 10.0
+    vat_eps: float = 1.0
+    vat_ip: int = 1
+    vat_weight: float = 1.0
+    ema_decay: float = 0.999
+    consistency_weight: float = 10.0
+    rampup_epochs: int = 5
+    mixmatch_k: int = 2
+    mixmatch_temperature: float = 0.5
+    mixmatch_weight: float = 10.0
+    export_student: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What a training run does.
+
+    Args:
+        method: training method name (see ``fat_tf.methods.registry``).
+        epochs: number of epochs.
+        steps_per_epoch: optimiser steps per epoch (``None`` = one pass over the
+            labelled training clips).
+        loss: ``bce`` (sigmoid binary cross-entropy) or ``hinge`` (multi-label margin).
+        seed: seed of every random choice (data order, crops, init, augmentation).
+        jit_compile: compile the train step with XLA.
+        precision: Keras dtype policy: ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
+    """
+
+    method: str = "supervised"
+    epochs: int = 30
+    steps_per_epoch: int | None = None
+    loss: str = "bce"
+    seed: int = 0
+    jit_compile: bool = False
+    precision: str = "float32"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The complete, resolved description of a run.
+
+    Args:
+        preset: name of the preset this config started from.
+        frontend: log-mel front end.
+        data: input pipeline.
+        augment: training augmentation.
+        model: backbone and head.
+        optim: optimiser and schedule.
+        method: method hyperparameters.
+        train: run settings.
+    """
+
+    preset: str = "fat2019"
+    frontend: FrontEndConfig = field(default_factory=FrontEndConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def crop_samples(self) -> int:
+        """Training window length in samples."""
+        return self.frontend.samples_for_frames(self.data.crop_frames)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists), JSON-serialisable."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self) -> str:
+        """Indented JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config as JSON atomically (temp file, then rename)."""
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Build a config from a nested dict; unknown keys raise ConfigError."""
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> Config:
+        """Load a config written by :meth:`save` (or any subset of its keys)."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not valid JSON ({e})") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object at the top level")
+        return cls.from_dict(data)
+
+    def replace(self, **overrides: Any) -> Config:
+        """Return a copy with dotted-key overrides, e.g. ``replace(**{"data.batch_size": 8})``."""
+        return apply_overrides(self, overrides)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename.
+
+    Readers never see a half-written file: either the old content or the new one.
+
+    Args:
+        path: destination file.
+        text: content to write (UTF-8).
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _small_preset() -> Config:
+    return Config(
+        preset="small",
+        frontend=FrontEndConfig(n_mels=64),
+        data=DataConfig(batch_size=32, shuffle_buffer=1024),
+        model=ModelConfig(channels=(16, 32, 64, 128), head_units=64),
+        optim=OptimConfig(lr_max=3e-3, cosine_period=10),
+        train=TrainConfig(epochs=12),
+    )
+
+
+PRESETS: dict[str, typing.Callable[[], Config]] = {
+    "fat2019": Config,
+    "small": _small_preset,
+}
+
+
+def get_preset(name: str) -> Config:
+    """Return the named preset (``fat2019`` or ``small``)."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one ``section.field=value`` override; the value is read as JSON if it can be.
+
+    ``data.batch_size=8`` gives ``("data.batch_size", 8)``; ``model.backbone=cnn_skip``
+    gives a string; ``model.channels=[8,16,32,64]`` a list; ``frontend.top_db=null`` None.
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form section.field=value")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """Return ``config`` with dotted-key overrides applied and type-checked."""
+    data = config.to_dict()
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if len(parts) != 2 or parts[0] not in data or not isinstance(data[parts[0]], dict):
+            raise ConfigError(f"unknown setting {key!r}; settings look like 'data.batch_size'")
+        section, name = parts
+        if name not in data[section]:
+            known = ", ".join(sorted(data[section]))
+            raise ConfigError(f"unknown setting {key!r}; {section} has: {known}")
+        data[section][name] = value
+    return Config.from_dict(data)
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected an object, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {sorted(unknown)} in {where or 'config'}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against the type ``hint`` and convert lists to tuples."""
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where + ".")
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1]
+        return tuple(_coerce(item, v, where) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
