@@ -83,6 +83,8 @@ class DataConfig:
             window (0.5 = half-overlapping windows covering the whole clip).
         max_eval_windows: cap on windows per clip at evaluation (longer clips get
             evenly spaced windows); keeps validation batches bounded.
+        window_pooling: how window logits become clip logits at evaluation and
+            prediction: ``mean`` or ``max``.
         batch_size: labelled clips per training batch.
         eval_batch_size: clips per evaluation batch.
         unlabelled_ratio: unlabelled clips per labelled clip in each batch
@@ -102,6 +104,7 @@ class DataConfig:
     crop_frames: int = 128
     eval_hop_fraction: float = 0.5
     max_eval_windows: int = 16
+    window_pooling: str = "mean"
     batch_size: int = 32
     eval_batch_size: int = 16
     unlabelled_ratio: int = 1

@@ -1,0 +1,353 @@
+"""tf.data input pipelines: WAV decoding in-graph, training crops, evaluation windows.
+
+Three kinds of stream, all built from lists of WAV paths (and multi-hot labels):
+
+* :func:`training_dataset` — labelled clips, shuffled, one random fixed-length crop
+  per clip (zero-padded at a random offset when the clip is shorter), batched.
+* :func:`unlabelled_dataset` — the same without labels, repeated forever, to be zipped
+  with the labelled stream at a chosen ratio (:func:`semi_supervised_dataset`).
+* :func:`evaluation_dataset` — every clip cut into deterministic sliding windows that
+  cover the whole clip (one zero-padded window when the clip is shorter than a window),
+  padded to a common window count per batch with a mask, so clip scores can be pooled.
+
+Element formats (what a model's ``train_step`` / ``test_step`` receives):
+
+* training: ``({"audio": [B, L]}, labels [B, C])``; semi-supervised adds
+  ``"unlabelled": [B * ratio, L]`` to the dict.
+* evaluation: ``({"windows": [B, W, L], "window_mask": [B, W]}, labels [B, C])``
+  (labels are omitted when none are given).
+
+Randomness (shuffle order and crop offsets) comes only from ``seed``: the same seed
+gives the same batches, and each epoch draws new ones. Audio is decoded with
+``tf.audio.decode_wav``; the sample rate and channel count are checked in-graph and a
+mismatch raises ``InvalidArgumentError`` whose message names the file. Run the fast
+header check (:mod:`fat_tf.data.wav`) first to get friendlier errors before training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def decode_wav(path: tf.Tensor, sample_rate: int) -> tf.Tensor:
+    """Read and decode one mono 16-bit WAV file in-graph.
+
+    Args:
+        path: scalar string tensor, the file path.
+        sample_rate: the rate the file must have; anything else is an error.
+
+    Returns:
+        float32 tensor ``[samples]`` in [-1, 1).
+    """
+    audio, rate = tf.audio.decode_wav(tf.io.read_file(path))
+    channels = tf.shape(audio)[1]
+    checks = [
+        _assert(tf.equal(rate, sample_rate), [
+            path, ": sample rate is ", _str(rate), " Hz but ", str(sample_rate),
+            " Hz is expected; resample the file"]),
+        _assert(tf.equal(channels, 1), [
+            path, ": has ", _str(channels), " channels but mono audio is expected"]),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(audio[:, 0])
+
+
+def _str(value: tf.Tensor) -> tf.Tensor:
+    return tf.strings.as_string(value)
+
+
+def _assert(condition: tf.Tensor, parts: list) -> tf.Operation:
+    """In-graph check whose error message is one readable line (see :func:`pipeline_error`)."""
+    message = tf.strings.join([MESSAGE_MARK] + parts + [MESSAGE_MARK])
+    return tf.debugging.Assert(condition, [message])
+
+
+MESSAGE_MARK = "@@"
+
+
+def pipeline_error(error: tf.errors.OpError) -> str:
+    """The readable message of a failed in-graph check, or TensorFlow's own message.
+
+    Args:
+        error: the error raised while iterating a dataset of this module.
+
+    Returns:
+        one line naming the file and the problem.
+    """
+    text = error.message
+    start = text.find(MESSAGE_MARK)
+    end = text.find(MESSAGE_MARK, start + len(MESSAGE_MARK))
+    if start >= 0 and end > start:
+        return text[start + len(MESSAGE_MARK) : end]
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def random_crop_or_pad(wave: tf.Tensor, length: int, seed: tf.Tensor) -> tf.Tensor:
+    """Cut a random window of ``length`` samples, or zero-pad at a random offset.
+
+    Args:
+        wave: ``[samples]`` float tensor.
+        length: output length in samples.
+        seed: shape ``[2]`` int tensor for the stateless random offset.
+
+    Returns:
+        ``[length]`` tensor.
+    """
+    n = tf.shape(wave)[0]
+    pad = tf.maximum(length - n, 0)
+    pad_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    left = tf.random.stateless_uniform([], pad_seed, 0, pad + 1, dtype=tf.int32)
+    wave = tf.pad(wave, [[left, pad - left]])
+    slack = tf.shape(wave)[0] - length
+    start = tf.random.stateless_uniform([], crop_seed, 0, slack + 1, dtype=tf.int32)
+    return tf.ensure_shape(wave[start : start + length], [length])
+
+
+def window_starts(num_samples: tf.Tensor, length: int, hop: int, max_windows: int) -> tf.Tensor:
+    """Start offsets of evaluation windows that cover a whole clip.
+
+    The first window starts at 0 and the last ends at the clip's end; windows are evenly
+    spaced no further apart than ``hop`` (unless ``max_windows`` caps their number).
+    A clip no longer than one window has a single window at 0.
+
+    Args:
+        num_samples: scalar int tensor, the clip length.
+        length: window length in samples.
+        hop: largest spacing between consecutive windows.
+        max_windows: upper bound on the number of windows.
+
+    Returns:
+        int32 tensor ``[W]`` of start offsets, ``1 <= W <= max_windows``.
+    """
+    slack = tf.maximum(num_samples - length, 0)
+    count = 1 + (slack + hop - 1) // hop
+    count = tf.minimum(count, max_windows)
+    positions = tf.linspace(0.0, tf.cast(slack, tf.float32), count)
+    return tf.cast(tf.round(positions), tf.int32)
+
+
+def sliding_windows(wave: tf.Tensor, length: int, hop: int, max_windows: int) -> tf.Tensor:
+    """Cut ``wave`` into the windows of :func:`window_starts` (zero-padded if short).
+
+    Args:
+        wave: ``[samples]`` tensor.
+        length: window length in samples.
+        hop: largest spacing between windows.
+        max_windows: upper bound on the number of windows.
+
+    Returns:
+        ``[W, length]`` tensor.
+    """
+    n = tf.shape(wave)[0]
+    wave = tf.pad(wave, [[0, tf.maximum(length - n, 0)]])
+    starts = window_starts(n, length, hop, max_windows)
+    index = starts[:, None] + tf.range(length)[None, :]
+    return tf.gather(wave, index)
+
+
+def _source(paths: Sequence[str], labels: np.ndarray | None) -> tf.data.Dataset:
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError("no audio files given to the input pipeline")
+    if labels is None:
+        return tf.data.Dataset.from_tensor_slices(paths)
+    labels = np.asarray(labels, np.float32)
+    if labels.ndim != 2 or labels.shape[0] != len(paths):
+        raise ValueError(f"labels must be [{len(paths)}, classes], got {labels.shape}")
+    return tf.data.Dataset.from_tensor_slices((paths, labels))
+
+
+def _decoded(
+    paths: Sequence[str],
+    labels: np.ndarray | None,
+    sample_rate: int,
+    cache: str,
+    shuffle_seed: int | None,
+    shuffle_buffer: int,
+    parallel_calls: int,
+) -> tf.data.Dataset:
+    """Paths (and labels) -> decoded waveforms, shuffled when ``shuffle_seed`` is set.
+
+    Without a cache the cheap path list is shuffled before decoding, so memory stays
+    bounded by the prefetch depth. With a cache, decoded clips are cached in their file
+    order and the shuffle buffer then holds decoded audio (``shuffle_buffer`` clips).
+    """
+    ds = _source(paths, labels)
+    shuffle_paths = shuffle_seed is not None and cache == "none"
+    if shuffle_paths:
+        ds = ds.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def decode(path, *label):
+        wave = decode_wav(path, sample_rate)
+        return (wave, *label) if label else wave
+
+    ds = ds.map(decode, num_parallel_calls=parallel_calls)
+    if cache == "memory":
+        ds = ds.cache()
+    elif cache != "none":
+        tf.io.gfile.makedirs(cache)
+        ds = ds.cache(cache.rstrip("/") + "/decoded")
+    if shuffle_seed is not None and not shuffle_paths:
+        ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def _with_crop_seeds(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    """Zip each element with a fresh per-element stateless seed (new each epoch)."""
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip((ds, seeds))
+
+
+def _options(ds: tf.data.Dataset) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_optimization.map_parallelization = True
+    return ds.with_options(options)
+
+
+def training_dataset(
+    paths: Sequence[str],
+    labels: np.ndarray,
+    *,
+    sample_rate: int,
+    crop_samples: int,
+    batch_size: int,
+    seed: int,
+    cache: str = "none",
+    shuffle_buffer: int = 2048,
+    parallel_calls: int = AUTOTUNE,
+    drop_remainder: bool = True,
+) -> tf.data.Dataset:
+    """Labelled training stream: shuffled clips, one random crop each, batched.
+
+    Args:
+        paths: WAV file paths.
+        labels: ``[N, C]`` multi-hot float array.
+        sample_rate: rate every file must have.
+        crop_samples: crop length in samples.
+        batch_size: clips per batch.
+        seed: seed of shuffle order and crop offsets.
+        cache: ``none``, ``memory`` or a folder for an on-disk cache of decoded audio.
+        shuffle_buffer: shuffle buffer (in decoded clips) when caching.
+        parallel_calls: decode parallelism (``tf.data.AUTOTUNE`` by default).
+        drop_remainder: drop the last incomplete batch (keeps shapes static).
+
+    Returns:
+        dataset of ``({"audio": [B, crop_samples]}, labels [B, C])``.
+    """
+    ds = _decoded(paths, labels, sample_rate, cache, seed, shuffle_buffer, parallel_calls)
+    ds = _with_crop_seeds(ds, seed + 1)
+
+    def crop(item, crop_seed):
+        wave, label = item
+        return {"audio": random_crop_or_pad(wave, crop_samples, crop_seed)}, label
+
+    ds = ds.map(crop, num_parallel_calls=parallel_calls)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return _options(ds.prefetch(AUTOTUNE))
+
+
+def unlabelled_dataset(
+    paths: Sequence[str],
+    *,
+    sample_rate: int,
+    crop_samples: int,
+    batch_size: int,
+    seed: int,
+    cache: str = "none",
+    shuffle_buffer: int = 2048,
+    parallel_calls: int = AUTOTUNE,
+) -> tf.data.Dataset:
+    """Endless unlabelled stream of random crops (labels, if any, are never read).
+
+    Args:
+        paths: WAV file paths.
+        sample_rate: rate every file must have.
+        crop_samples: crop length in samples.
+        batch_size: clips per batch.
+        seed: seed of shuffle order and crop offsets.
+        cache: ``none``, ``memory`` or a folder for an on-disk cache of decoded audio.
+        shuffle_buffer: shuffle buffer (in decoded clips) when caching.
+        parallel_calls: decode parallelism.
+
+    Returns:
+        dataset of ``[B, crop_samples]`` float32 batches, repeating forever.
+    """
+    ds = _decoded(paths, None, sample_rate, cache, seed, shuffle_buffer, parallel_calls)
+    ds = _with_crop_seeds(ds.repeat(), seed + 1)
+    ds = ds.map(
+        lambda wave, s: random_crop_or_pad(wave, crop_samples, s),
+        num_parallel_calls=parallel_calls,
+    )
+    return _options(ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE))
+
+
+def semi_supervised_dataset(
+    labelled: tf.data.Dataset, unlabelled: tf.data.Dataset
+) -> tf.data.Dataset:
+    """Zip a labelled stream with an endless unlabelled stream.
+
+    The epoch length is the labelled stream's; the unlabelled batch size (set when the
+    unlabelled stream was built) fixes the ratio of unlabelled to labelled clips.
+
+    Args:
+        labelled: from :func:`training_dataset`.
+        unlabelled: from :func:`unlabelled_dataset`.
+
+    Returns:
+        dataset of ``({"audio": [B, L], "unlabelled": [B_u, L]}, labels [B, C])``.
+    """
+
+    def merge(item, unlabelled_audio):
+        inputs, label = item
+        return {**inputs, "unlabelled": unlabelled_audio}, label
+
+    ds = tf.data.Dataset.zip((labelled, unlabelled)).map(merge)
+    return _options(ds.prefetch(AUTOTUNE))
+
+
+def evaluation_dataset(
+    paths: Sequence[str],
+    labels: np.ndarray | None,
+    *,
+    sample_rate: int,
+    window_samples: int,
+    hop_samples: int,
+    max_windows: int,
+    batch_size: int,
+    cache: str = "none",
+    parallel_calls: int = AUTOTUNE,
+) -> tf.data.Dataset:
+    """Whole clips as sliding windows, in file order, for evaluation and prediction.
+
+    Args:
+        paths: WAV file paths.
+        labels: ``[N, C]`` multi-hot array, or None (prediction).
+        sample_rate: rate every file must have.
+        window_samples: window length in samples (the training crop length).
+        hop_samples: largest spacing between windows.
+        max_windows: cap on windows per clip (evenly spread over long clips).
+        batch_size: clips per batch.
+        cache: ``none``, ``memory`` or a folder for an on-disk cache of decoded audio.
+        parallel_calls: decode parallelism.
+
+    Returns:
+        dataset of ``({"windows": [B, W, L], "window_mask": [B, W]}, labels [B, C])``,
+        without the labels when ``labels`` is None. ``W`` is the largest window count
+        in the batch; padded windows have mask 0.
+    """
+    ds = _decoded(paths, labels, sample_rate, cache, None, 0, parallel_calls)
+
+    def windows(wave, *label):
+        w = sliding_windows(wave, window_samples, hop_samples, max_windows)
+        inputs = {"windows": w, "window_mask": tf.ones(tf.shape(w)[:1], tf.float32)}
+        return (inputs, *label) if label else inputs
+
+    ds = ds.map(windows, num_parallel_calls=parallel_calls)
+    ds = ds.padded_batch(batch_size)
+    return _options(ds.prefetch(AUTOTUNE))
