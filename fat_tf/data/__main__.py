@@ -1,0 +1,68 @@
+"""Command line of the data layer: ``python -m fat_tf.data COMMAND ...``.
+
+Commands:
+    check DIR   validate a FAT2019 dataset folder and print a summary (exit code 1 if invalid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fat_tf.data.check import run_check
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one subcommand per data tool."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fat_tf.data",
+        description="Tools for FAT2019 dataset folders (Kaggle layout).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    check = commands.add_parser(
+        "check",
+        help="validate a dataset folder and print a summary",
+        description=(
+            "Validate a FAT2019 dataset folder: the CSVs (header, columns, labels against "
+            "sample_submission.csv, duplicates, quoting) and every WAV header (16-bit PCM, "
+            "mono, the sample rate, not truncated). Prints per set the clip count, "
+            "durations, labels per clip and clips per class. Exit code 0 if the folder is "
+            "valid, 1 with the first error otherwise."
+        ),
+        epilog=(
+            "The folder holds sample_submission.csv, train_curated.csv + train_curated/, "
+            "test/, and optionally train_noisy.csv + train_noisy/ and "
+            "test_post_competition.csv."
+        ),
+    )
+    check.add_argument("dir", metavar="DIR", help="the dataset folder")
+    check.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave bad rows and clips out (reported as warnings with a count) instead of failing",
+    )
+    check.add_argument(
+        "--sample-rate",
+        type=int,
+        default=44100,
+        metavar="N",
+        help="sample rate every clip must have, in Hz (default: %(default)s)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code.
+
+    Args:
+        argv: arguments without the program name (``sys.argv[1:]`` by default).
+    """
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return run_check(args.dir, skip_bad=args.skip_bad, sample_rate=args.sample_rate)
+    raise AssertionError(f"unhandled command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
