@@ -1,0 +1,1 @@
+"""Pure tensor functions: losses, schedules, ramps and the methods' building blocks."""

@@ -1,0 +1,71 @@
+"""Building blocks of the semi-supervised methods, for multi-label (sigmoid) outputs.
+
+Every class is its own Bernoulli: divergences are per-class binary and summed over
+classes, and sharpening acts on each class probability separately.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def sharpen(probabilities: tf.Tensor, temperature: float) -> tf.Tensor:
+    """Per-class sharpening ``p^(1/T) / (p^(1/T) + (1-p)^(1/T))``, computed in logit space.
+
+    The formula equals ``sigmoid(logit(p) / T)``, which is how it is evaluated (stable
+    near 0 and 1). T < 1 pushes each probability away from 0.5 towards 0 or 1.
+
+    Args:
+        probabilities: class probabilities in [0, 1].
+        temperature: T > 0.
+    """
+    p = tf.clip_by_value(tf.cast(probabilities, tf.float32), 1e-7, 1.0 - 1e-7)
+    logit = tf.math.log(p) - tf.math.log1p(-p)
+    return tf.sigmoid(logit / temperature)
+
+
+def binary_kl(target_logits: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """KL(Bernoulli(sigmoid(target)) || Bernoulli(sigmoid(logits))), summed over classes.
+
+    Args:
+        target_logits: ``[B, C]`` logits of the reference distribution.
+        logits: ``[B, C]`` logits of the compared distribution.
+
+    Returns:
+        ``[B]`` divergences (float32, >= 0).
+    """
+    a = tf.cast(target_logits, tf.float32)
+    b = tf.cast(logits, tf.float32)
+    p = tf.sigmoid(a)
+    log_p, log_not_p = tf.math.log_sigmoid(a), tf.math.log_sigmoid(-a)
+    log_q, log_not_q = tf.math.log_sigmoid(b), tf.math.log_sigmoid(-b)
+    per_class = p * (log_p - log_q) + (1.0 - p) * (log_not_p - log_not_q)
+    return tf.reduce_sum(per_class, axis=-1)
+
+
+def normalize_per_example(d: tf.Tensor, epsilon: float = 1e-12) -> tf.Tensor:
+    """Scale each example of ``d`` to unit L2 norm over all its non-batch axes.
+
+    Args:
+        d: ``[B, ...]`` tensor.
+        epsilon: floor of the norm.
+    """
+    d = tf.cast(d, tf.float32)
+    axes = tf.range(1, tf.rank(d))
+    # divide by the max first so squaring tiny gradients cannot underflow to zero
+    d = d / (tf.reduce_max(tf.abs(d), axis=axes, keepdims=True) + epsilon)
+    norm = tf.sqrt(tf.reduce_sum(tf.square(d), axis=axes, keepdims=True))
+    return d / (norm + epsilon)
+
+
+def mix(a: tf.Tensor, b: tf.Tensor, lam: tf.Tensor) -> tf.Tensor:
+    """``lam * a + (1 - lam) * b`` with one ``lam`` per example, broadcast over the rest.
+
+    Args:
+        a: ``[B, ...]`` tensor.
+        b: ``[B, ...]`` tensor of the same shape.
+        lam: ``[B]`` mixing coefficients.
+    """
+    lam = tf.cast(lam, a.dtype)
+    lam = tf.reshape(lam, tf.concat([tf.shape(lam), tf.ones([tf.rank(a) - 1], tf.int32)], 0))
+    return lam * a + (1 - lam) * tf.cast(b, a.dtype)
