@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import keras
 
+# PyTorch's BatchNorm default (momentum 0.1 there = 0.9 in Keras' convention): the
+# reference recipe's statistics adapt within tens of steps, not hundreds.
+BN_MOMENTUM = 0.9
+
 
 @keras.saving.register_keras_serializable(package="fat_tf")
 class ConvBlock(keras.layers.Layer):
@@ -32,7 +36,9 @@ class ConvBlock(keras.layers.Layer):
                     kernel_initializer="he_normal", name=f"conv{i + 1}",
                 )
             )
-            self.norms.append(keras.layers.BatchNormalization(name=f"bn{i + 1}"))
+            self.norms.append(
+                keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i + 1}")
+            )
         self.pool = keras.layers.AveragePooling2D(2, name="pool")
 
     def build(self, input_shape):

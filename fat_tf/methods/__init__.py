@@ -1,0 +1,26 @@
+"""Training methods: one module per method over :class:`fat_tf.methods.base.Method`.
+
+:data:`METHODS` maps each ``--method`` name to its class.
+"""
+
+from fat_tf.methods.base import Method
+from fat_tf.methods.meanteacher import MeanTeacher
+from fat_tf.methods.mixmatch import MixMatch
+from fat_tf.methods.mixup import Mixup
+from fat_tf.methods.supervised import Supervised
+from fat_tf.methods.vat import VAT
+
+METHODS: dict[str, type[Method]] = {
+    cls.name_in_registry: cls for cls in (Supervised, Mixup, VAT, MeanTeacher, MixMatch)
+}
+
+
+def get_method(name: str) -> type[Method]:
+    """The method class registered as ``name``."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}") from None
+
+
+__all__ = ["METHODS", "Method", "get_method"]

@@ -1,0 +1,215 @@
+"""The one training loop every method shares.
+
+:class:`Method` is a ``keras.Model`` wrapping a tagger (waveform -> logits). Its
+``train_step`` asks one hook, :meth:`Method.compute_losses`, for the named loss terms of
+a batch, each with its current weight; it sums ``weight * loss``, applies the gradients
+to the tagger (with loss scaling under mixed precision) and reports every term and its
+weight as metrics (``<term>_loss`` and ``<term>_weight``), so they appear in the progress
+bar, the metrics CSV and TensorBoard. Methods differ only in that hook and their state.
+
+``test_step`` scores whole clips: each clip arrives as sliding windows
+(:func:`fat_tf.data.pipeline.evaluation_dataset`), the evaluated model (the tagger, or
+the EMA teacher for mean teacher) scores every window, window logits are pooled per clip
+and fed to the streaming :class:`fat_tf.metrics.Lwlrap`.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from fat_tf.config import MethodConfig
+from fat_tf.metrics import Lwlrap
+from fat_tf.models.tagger import tagger_parts
+from fat_tf.ops.losses import get_loss, sigmoid_bce
+from fat_tf.ops.pooling import clip_logits
+
+
+class Method(keras.Model):
+    """Base training method: plain supervised learning on the labelled batch.
+
+    Subclasses override :meth:`compute_losses` (and set :attr:`loss_terms`, the names
+    of the terms it returns, and :attr:`uses_unlabelled`).
+
+    Args:
+        tagger: waveform-to-logits model (see :func:`fat_tf.models.build_tagger`).
+        num_classes: number of classes.
+        loss: supervised loss name (``bce`` or ``hinge``).
+        hparams: method hyperparameters.
+        steps_per_epoch: optimiser steps per epoch (ramps are measured in epochs).
+        window_pooling: ``mean`` or ``max`` pooling of window logits per clip.
+        seed: seed of the method's random draws.
+        **kwargs: standard Model arguments.
+    """
+
+    name_in_registry = "supervised"
+    loss_terms: tuple[str, ...] = ("supervised",)
+    uses_unlabelled = False
+
+    def __init__(
+        self,
+        tagger: keras.Model,
+        num_classes: int,
+        loss: str = "bce",
+        hparams: MethodConfig | None = None,
+        steps_per_epoch: int = 1,
+        window_pooling: str = "mean",
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.tagger = tagger
+        self.num_classes = num_classes
+        self.loss_name = loss
+        self.supervised_loss_fn = get_loss(loss)
+        self.hparams = hparams or MethodConfig()
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.window_pooling = window_pooling
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.term_trackers = {
+            term: (
+                keras.metrics.Mean(name=f"{term}_loss"),
+                keras.metrics.Mean(name=f"{term}_weight"),
+            )
+            for term in self.loss_terms
+        }
+        self.lwlrap_metric = Lwlrap(num_classes, name="lwlrap")
+        self.logmel, self.augment, self.classifier = tagger_parts(tagger)
+        # the method's own random draws (mixup coefficients, VAT noise, permutations)
+        self.seed_generator = keras.random.SeedGenerator(seed + 1009)
+
+    # ----------------------------------------------------------------- hooks
+    def compute_losses(
+        self,
+        audio: tf.Tensor,
+        labels: tf.Tensor,
+        unlabelled: tf.Tensor | None,
+        tape: tf.GradientTape,
+    ) -> dict[str, tuple[tf.Tensor, tf.Tensor | float]]:
+        """The loss terms of one training batch: ``{name: (scalar loss, weight)}``.
+
+        Args:
+            audio: ``[B, L]`` labelled waveforms.
+            labels: ``[B, C]`` multi-hot labels.
+            unlabelled: ``[B_u, L]`` unlabelled waveforms, or None.
+            tape: the gradient tape recording the step; a method may pause it
+                (``tape.stop_recording()``) for work that needs no weight gradient.
+        """
+        logits = self.tagger(audio, training=True)
+        return {"supervised": (self.supervised_loss(labels, logits), 1.0)}
+
+    def extra_callbacks(self) -> list[keras.callbacks.Callback]:
+        """Callbacks the method needs during ``fit`` (mean teacher's EMA update)."""
+        return []
+
+    @property
+    def evaluated_model(self) -> keras.Model:
+        """The model that validation scores and that is saved and exported."""
+        return self.tagger
+
+    # ------------------------------------------------------------- helpers
+    def features(self, audio: tf.Tensor, training: bool = True) -> tf.Tensor:
+        """Log-mel of ``audio`` with a fresh draw of the training augmentation."""
+        return self.augment(self.logmel(audio), training=training)
+
+    def supervised_loss(self, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        """Mean of the configured per-example supervised loss."""
+        return tf.reduce_mean(self.supervised_loss_fn(labels, logits))
+
+    def progress(self) -> tf.Tensor:
+        """Training progress in epochs (float32), from the optimiser's step counter."""
+        return tf.cast(self.optimizer.iterations, tf.float32) / self.steps_per_epoch
+
+    def call(self, inputs, training=False):
+        """Logits for waveforms ``[B, L]`` or pooled clip logits for window dicts."""
+        if isinstance(inputs, dict) and "windows" in inputs:
+            return self.clip_logits(inputs)
+        if isinstance(inputs, dict):
+            inputs = inputs["audio"]
+        return self.tagger(inputs, training=training)
+
+    def clip_logits(self, inputs: dict) -> tf.Tensor:
+        """Pooled clip logits ``[B, C]`` of the evaluated model on sliding-window inputs.
+
+        Args:
+            inputs: ``{"windows": [B, W, L], "window_mask": [B, W]}``.
+        """
+        return clip_logits(self.evaluated_model, inputs["windows"], inputs["window_mask"],
+                           self.window_pooling)
+
+    # ---------------------------------------------------------- Keras steps
+    @property
+    def metrics(self):
+        trackers = [self.loss_tracker]
+        for loss_tracker, weight_tracker in self.term_trackers.values():
+            trackers += [loss_tracker, weight_tracker]
+        return trackers + [self.lwlrap_metric]
+
+    def train_step(self, data):
+        inputs, labels = data
+        audio = inputs["audio"] if isinstance(inputs, dict) else inputs
+        unlabelled = inputs.get("unlabelled") if isinstance(inputs, dict) else None
+        variables = self.tagger.trainable_variables
+        with tf.GradientTape() as tape:
+            terms = self.compute_losses(audio, labels, unlabelled, tape)
+            total = tf.add_n(
+                [tf.cast(weight, tf.float32) * loss for loss, weight in terms.values()]
+            )
+            scaled = self.optimizer.scale_loss(total)
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        self.loss_tracker.update_state(total)
+        for term, (loss, weight) in terms.items():
+            loss_tracker, weight_tracker = self.term_trackers[term]
+            loss_tracker.update_state(loss)
+            weight_tracker.update_state(weight)
+        return {m.name: m.result() for m in self.metrics[:-1]}
+
+    def test_step(self, data):
+        inputs, labels = data
+        logits = self.clip_logits(inputs)
+        self.loss_tracker.update_state(tf.reduce_mean(sigmoid_bce(labels, logits)))
+        self.lwlrap_metric.update_state(labels, logits)
+        return {"loss": self.loss_tracker.result(), "lwlrap": self.lwlrap_metric.result()}
+
+    def predict_step(self, data):
+        inputs = data[0] if isinstance(data, tuple) else data
+        return self(inputs, training=False)
+
+    def get_config(self):
+        # A Method is rebuilt from the run config, never from this dict; it is here so
+        # Keras can describe the model.
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "loss": self.loss_name,
+            "steps_per_epoch": self.steps_per_epoch,
+            "window_pooling": self.window_pooling,
+        }
+
+
+class frozen_batchnorm_statistics:
+    """Context manager: BatchNorm layers of ``model`` may run in training mode (batch
+    statistics) inside the block, but their moving mean and variance are restored on
+    exit, so extra forward passes (VAT's perturbed passes, MixMatch's label guessing)
+    leave the statistics exactly as the main pass set them.
+
+    Args:
+        model: the model whose BatchNormalization layers are protected.
+    """
+
+    def __init__(self, model: keras.Model):
+        self.variables = [
+            v for v in model.non_trainable_variables
+            if v.name in ("moving_mean", "moving_variance")
+        ]
+        self.saved: list[tf.Tensor] = []
+
+    def __enter__(self):
+        self.saved = [tf.identity(v.value) for v in self.variables]
+        return self
+
+    def __exit__(self, *exc):
+        for variable, value in zip(self.variables, self.saved):
+            variable.assign(value)
+        return False

@@ -1,0 +1,277 @@
+"""A complete training run as a library call: data, model, method, callbacks, run folder.
+
+:func:`train` is what ``python -m fat_tf.train`` runs. The run folder it fills:
+
+* ``config.json`` — the resolved :class:`fat_tf.config.Config`;
+* ``data.json`` — dataset folder, class names and the validation clips;
+* ``metrics.csv`` — one row per epoch (losses, each loss term and weight, val_lwlrap, lr);
+* ``tensorboard/`` — TensorBoard logs;
+* ``backup/`` — the resumable state (weights, optimiser, epoch), see
+  :class:`fat_tf.callbacks.AtomicBackupAndRestore`;
+* ``best.keras`` — the evaluated model at the best validation lwlrap;
+* ``model.keras`` — the final evaluated model (waveform in, logits out);
+* ``summary.json`` — final and best validation lwlrap, chance level, timing.
+
+Rerunning the same command on an unfinished run folder resumes it; a finished one is
+left as it is. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fat_tf.callbacks import (
+    AtomicBackupAndRestore,
+    MetricsCSV,
+    SaveBestModel,
+    StopOnNonFiniteLoss,
+    atomic_save_model,
+)
+from fat_tf.config import Config, ConfigError, atomic_write_text
+from fat_tf.data import pipeline
+from fat_tf.data.manifest import FatDataset, Manifest, load_dataset
+from fat_tf.data.split import stratified_split, subsample
+from fat_tf.errors import FatTfError
+from fat_tf.methods import get_method
+from fat_tf.metrics import lwlrap
+from fat_tf.models import build_tagger
+from fat_tf.ops.schedules import build_schedule
+
+
+class RunFolderError(FatTfError):
+    """The run folder cannot be used (unwritable, or holds a different run)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """Everything a run feeds to ``fit``.
+
+    Args:
+        class_names: class names in column order.
+        train_paths: labelled training WAV files (curated, plus noisy when its labels
+            are used).
+        train_labels: ``[N, C]`` multi-hot labels of ``train_paths``.
+        validation: held-out curated clips (scored as whole clips).
+        unlabelled_paths: WAV files used without labels (None for labelled-only methods).
+    """
+
+    class_names: tuple[str, ...]
+    train_paths: list[str]
+    train_labels: np.ndarray
+    validation: Manifest
+    unlabelled_paths: list[str] | None
+
+
+def split_data(dataset: FatDataset, config: Config, uses_unlabelled: bool) -> TrainingData:
+    """Split curated into train/validation and decide what train_noisy is used for.
+
+    Args:
+        dataset: the loaded dataset folder.
+        config: the run config (``data.validation_split``, ``data.labelled_fraction``,
+            ``data.noisy_usage``, ``train.seed``).
+        uses_unlabelled: whether the method consumes an unlabelled stream.
+    """
+    data = config.data
+    curated = dataset.curated
+    if len(curated) < 2:
+        raise FatTfError(f"{curated.csv_path}: at least 2 curated clips are needed to train")
+    train_idx, val_idx = stratified_split(curated.labels, data.validation_split, config.train.seed)
+    if len(val_idx) == 0:
+        raise FatTfError(
+            f"{curated.csv_path}: data.validation_split={data.validation_split} leaves no "
+            "validation clips; raise it or add clips"
+        )
+    train_idx = subsample(train_idx, data.labelled_fraction, curated.labels, config.train.seed)
+    train = curated.subset(train_idx)
+    paths, labels = train.paths, train.labels
+    noisy = dataset.noisy
+    unlabelled = None
+    if data.noisy_usage not in ("unlabelled", "labelled", "none"):
+        raise ConfigError(
+            f"data.noisy_usage must be unlabelled, labelled or none, got {data.noisy_usage!r}"
+        )
+    if noisy is not None and data.noisy_usage == "labelled":
+        paths = paths + noisy.paths
+        labels = np.concatenate([labels, noisy.labels])
+    if uses_unlabelled:
+        if noisy is None or data.noisy_usage != "unlabelled":
+            raise FatTfError(
+                f"method {config.train.method!r} needs unlabelled audio: provide "
+                "train_noisy.csv and keep data.noisy_usage=unlabelled"
+            )
+        unlabelled = noisy.paths
+    return TrainingData(dataset.class_names, paths, labels, curated.subset(val_idx), unlabelled)
+
+
+def make_datasets(
+    data: TrainingData, config: Config
+) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
+    """The training and validation ``tf.data`` streams and the steps per epoch.
+
+    Args:
+        data: the split clips.
+        config: the run config.
+    """
+    d, fe, seed = config.data, config.frontend, config.train.seed
+    batch = min(d.batch_size, len(data.train_paths))
+    common = dict(sample_rate=fe.sample_rate, crop_samples=config.crop_samples, seed=seed,
+                  cache=d.cache, shuffle_buffer=d.shuffle_buffer, parallel_calls=d.parallel_calls)
+    train = pipeline.training_dataset(data.train_paths, data.train_labels, batch_size=batch,
+                                      **common)
+    if data.unlabelled_paths is not None:
+        unlabelled = pipeline.unlabelled_dataset(
+            data.unlabelled_paths, batch_size=batch * d.unlabelled_ratio,
+            **{**common, "seed": seed + 7919},
+        )
+        train = pipeline.semi_supervised_dataset(train, unlabelled)
+    window = config.crop_samples
+    validation = pipeline.evaluation_dataset(
+        data.validation.paths, data.validation.labels, sample_rate=fe.sample_rate,
+        window_samples=window, hop_samples=max(1, int(window * d.eval_hop_fraction)),
+        max_windows=d.max_eval_windows, batch_size=d.eval_batch_size, cache=d.cache,
+        parallel_calls=d.parallel_calls,
+    )
+    steps = config.train.steps_per_epoch or max(1, len(data.train_paths) // batch)
+    if config.train.steps_per_epoch:
+        train = train.repeat()
+    return train, validation, steps
+
+
+def build_method(config: Config, num_classes: int, steps_per_epoch: int):
+    """Build the tagger, wrap it in the configured method and compile it.
+
+    Args:
+        config: the run config.
+        num_classes: number of classes.
+        steps_per_epoch: optimiser steps per epoch (for schedules and ramps).
+    """
+    keras.mixed_precision.set_dtype_policy(config.train.precision)
+    keras.utils.set_random_seed(config.train.seed)
+    tagger = build_tagger(config, num_classes)
+    method_cls = get_method(config.train.method)
+    method = method_cls(
+        tagger, num_classes, loss=config.train.loss, hparams=config.method,
+        steps_per_epoch=steps_per_epoch, window_pooling=config.data.window_pooling,
+        seed=config.train.seed,
+    )
+    o = config.optim
+    schedule = build_schedule(o.lr_schedule, o.lr_max, o.lr_min, o.cosine_period,
+                              steps_per_epoch, o.warmup_epochs)
+    if o.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(schedule)
+    elif o.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=o.weight_decay)
+    else:
+        raise ConfigError(f"optim.optimizer must be adam or adamw, got {o.optimizer!r}")
+    method.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)
+    method(np.zeros((1, config.crop_samples), np.float32))
+    method.optimizer.build(method.tagger.trainable_variables)
+    return method
+
+
+def chance_lwlrap(labels: np.ndarray, seed: int = 0, draws: int = 20) -> float:
+    """Mean lwlrap of random scores on ``labels`` (what a model that learned nothing gets)."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([lwlrap(labels, rng.random(labels.shape)) for _ in range(draws)]))
+
+
+def prepare_run_folder(run_dir: Path, config: Config) -> bool:
+    """Create or reopen a run folder; return True if the run there already finished.
+
+    Raises RunFolderError if the folder is unwritable or holds a run with another config.
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise RunFolderError(f"{run_dir}: cannot write to the run folder ({e.strerror})") from e
+    for stale in run_dir.rglob(".tmp-*"):  # left by a run killed while writing
+        stale.unlink()
+    saved = run_dir / "config.json"
+    if saved.exists():
+        previous = Config.from_json(saved)
+        if previous != config:
+            raise RunFolderError(
+                f"{run_dir} holds a run with a different config ({saved}); use another "
+                "--out folder, or the same settings to resume it"
+            )
+    else:
+        config.save(saved)
+    return (run_dir / "summary.json").exists()
+
+
+def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
+          verbose: int | str = "auto") -> dict:
+    """Train as ``config`` says on the dataset in ``data_dir``; fill ``run_dir``.
+
+    Args:
+        config: the resolved run config.
+        data_dir: a FAT2019-layout dataset folder.
+        run_dir: the run folder (created, or resumed if it holds an unfinished run).
+        verbose: Keras ``fit`` verbosity (progress bar by default).
+
+    Returns:
+        the summary dict also written to ``summary.json``.
+    """
+    run_dir = Path(run_dir)
+    if prepare_run_folder(run_dir, config):
+        with open(run_dir / "summary.json", encoding="utf-8") as f:
+            summary = json.load(f)
+        print(f"{run_dir}: this run already finished; summary.json is unchanged")
+        return summary
+    dataset = load_dataset(data_dir, sample_rate=config.frontend.sample_rate)
+    method_cls = get_method(config.train.method)
+    data = split_data(dataset, config, method_cls.uses_unlabelled)
+    atomic_write_text(run_dir / "data.json", json.dumps({
+        "data_dir": str(Path(data_dir).resolve()),
+        "class_names": list(data.class_names),
+        "train_clips": len(data.train_paths),
+        "unlabelled_clips": len(data.unlabelled_paths or []),
+        "validation_fnames": list(data.validation.fnames),
+    }, indent=2))
+    # tf.data seeds combine with the global seed, so set it before building the streams
+    keras.utils.set_random_seed(config.train.seed)
+    train_ds, val_ds, steps = make_datasets(data, config)
+    method = build_method(config, len(data.class_names), steps)
+    # The backup goes last: an epoch's CSV row and best model are written before the
+    # backup that marks the epoch done, so a kill in between re-runs (and rewrites) it.
+    callbacks = [
+        StopOnNonFiniteLoss(),
+        *method.extra_callbacks(),
+        MetricsCSV(str(run_dir / "metrics.csv")),
+        SaveBestModel(str(run_dir / "best.keras")),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        AtomicBackupAndRestore(str(run_dir / "backup")),
+    ]
+    started = time.time()
+    history = method.fit(
+        train_ds, validation_data=val_ds, epochs=config.train.epochs,
+        steps_per_epoch=steps if config.train.steps_per_epoch else None,
+        callbacks=callbacks, verbose=verbose, shuffle=False,
+    )
+    atomic_save_model(method.evaluated_model, str(run_dir / "model.keras"))
+    final = method.evaluate(val_ds, verbose=0, return_dict=True)
+    best = SaveBestModel(str(run_dir / "best.keras"))
+    summary = {
+        "method": config.train.method,
+        "epochs": config.train.epochs,
+        "val_lwlrap": float(final["lwlrap"]),
+        "best_val_lwlrap": best.best(),
+        "chance_lwlrap": chance_lwlrap(data.validation.labels, config.train.seed),
+        "validation_clips": len(data.validation),
+        "train_clips": len(data.train_paths),
+        "train_seconds_this_session": round(time.time() - started, 1),
+        "epochs_run_this_session": len(history.epoch),
+    }
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
