@@ -48,12 +48,13 @@ def normalize_per_example(d: tf.Tensor, epsilon: float = 1e-12) -> tf.Tensor:
 
     Args:
         d: ``[B, ...]`` tensor.
-        epsilon: floor of the norm.
+        epsilon: floor of the norm (after scaling the largest entry to 1); an all-zero
+            example stays zero.
     """
     d = tf.cast(d, tf.float32)
     axes = tf.range(1, tf.rank(d))
     # divide by the max first so squaring tiny gradients cannot underflow to zero
-    d = d / (tf.reduce_max(tf.abs(d), axis=axes, keepdims=True) + epsilon)
+    d = d / (tf.reduce_max(tf.abs(d), axis=axes, keepdims=True) + 1e-30)
     norm = tf.sqrt(tf.reduce_sum(tf.square(d), axis=axes, keepdims=True))
     return d / (norm + epsilon)
 

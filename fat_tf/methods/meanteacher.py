@@ -1,0 +1,68 @@
+"""Mean teacher (Tarvainen & Valpola, 2017) for multi-label tagging."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fat_tf.ema import ExponentialMovingAverage
+from fat_tf.methods.base import Method
+from fat_tf.ops.ramps import sigmoid_rampup
+
+
+class MeanTeacher(Method):
+    """Student trained on labels plus consistency with an EMA teacher.
+
+    The teacher is a copy of the tagger whose every weight (BatchNorm moving statistics
+    included) is the exponential moving average of the student's, updated after every
+    optimiser step by :class:`fat_tf.ema.ExponentialMovingAverage` with coefficient
+    ``min(1 - 1/(step+1), ema_decay)``. Each batch of labelled + unlabelled clips is
+    augmented twice (two independent draws of the augmentation layers); the
+    consistency loss is the mean squared difference between the student's and the
+    teacher's sigmoid outputs on the two views, weighted by
+    ``consistency_weight * exp(-5 (1 - t)^2)`` over ``rampup_epochs``. The teacher is
+    what validation scores and what is saved and exported (``export_student`` swaps it).
+
+    Args: see :class:`fat_tf.methods.base.Method`.
+    """
+
+    name_in_registry = "meanteacher"
+    loss_terms = ("supervised", "consistency")
+    uses_unlabelled = True
+
+    def __init__(self, tagger: keras.Model, *args, **kwargs):
+        super().__init__(tagger, *args, **kwargs)
+        self.teacher = keras.models.clone_model(tagger)
+        self.teacher.name = "teacher"
+        self.teacher(np.zeros((1, 4096), np.float32))
+        tagger(np.zeros((1, 4096), np.float32))
+        self.teacher.set_weights(tagger.get_weights())
+        self.teacher.trainable = False
+        self.teacher_classifier = self.teacher.get_layer("classifier")
+
+    def extra_callbacks(self):
+        return [ExponentialMovingAverage(self.tagger, self.teacher, self.hparams.ema_decay)]
+
+    @property
+    def evaluated_model(self):
+        return self.tagger if self.hparams.export_student else self.teacher
+
+    def compute_losses(self, audio, labels, unlabelled, tape):
+        batch = tf.shape(audio)[0]
+        both = audio if unlabelled is None else tf.concat([audio, unlabelled], axis=0)
+        mel = self.logmel(both)
+        student_logits = self.classifier(self.augment(mel, training=True), training=True)
+        teacher_view = self.augment(mel, training=True)  # an independent augmentation draw
+        teacher_logits = tf.stop_gradient(self.teacher_classifier(teacher_view, training=False))
+        consistency = tf.reduce_mean(
+            tf.square(tf.sigmoid(tf.cast(student_logits, tf.float32))
+                      - tf.sigmoid(tf.cast(teacher_logits, tf.float32)))
+        )
+        weight = self.hparams.consistency_weight * sigmoid_rampup(
+            self.progress(), self.hparams.rampup_epochs
+        )
+        return {
+            "supervised": (self.supervised_loss(labels, student_logits[:batch]), 1.0),
+            "consistency": (consistency, weight),
+        }

@@ -1,0 +1,74 @@
+"""MixMatch (Berthelot et al., 2019) with per-class (sigmoid) label guessing."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from fat_tf.methods.base import Method, frozen_batchnorm_statistics
+from fat_tf.ops.ramps import linear_rampup
+from fat_tf.ops.ssl import mix, sharpen
+
+
+class MixMatch(Method):
+    """Guess sharpened labels for unlabelled clips, mix everything, train on the mix.
+
+    1. ``K = mixmatch_k`` augmentation draws of each unlabelled log-mel; the guess is the
+       mean of the K per-class sigmoid probabilities, sharpened per class in logit space
+       ``p^(1/T) / (p^(1/T) + (1-p)^(1/T))`` with ``T = mixmatch_temperature`` (never
+       ``sigmoid(T * p)``, which pins targets near 0.5).
+    2. ``W`` = labelled and unlabelled views with their targets, shuffled; each example
+       is mixed with one of ``W`` using ``lambda' = max(lambda, 1 - lambda)``,
+       ``lambda ~ Beta(alpha, alpha)`` per example, so it stays closer to itself.
+    3. Mixed labelled and unlabelled examples go through the classifier in one batch
+       (BatchNorm sees both together). Loss: BCE on the labelled part plus
+       ``mixmatch_weight * linear ramp`` times the squared error of the unlabelled
+       part's probabilities against its mixed guesses.
+
+    Args: see :class:`fat_tf.methods.base.Method`.
+    """
+
+    name_in_registry = "mixmatch"
+    loss_terms = ("supervised", "unlabelled")
+    uses_unlabelled = True
+
+    def guess_labels(self, unlabelled_mel: tf.Tensor) -> tuple[list[tf.Tensor], tf.Tensor]:
+        """K augmented views of the unlabelled log-mel and their sharpened guesses.
+
+        Args:
+            unlabelled_mel: ``[B_u, T, F]`` log-mel.
+
+        Returns:
+            the K views and the ``[B_u, C]`` guessed targets (constant).
+        """
+        views = [self.augment(unlabelled_mel, training=True)
+                 for _ in range(self.hparams.mixmatch_k)]
+        with frozen_batchnorm_statistics(self.classifier):
+            probabilities = [tf.sigmoid(tf.cast(self.classifier(v, training=True), tf.float32))
+                             for v in views]
+        mean = tf.add_n(probabilities) / len(probabilities)
+        return views, tf.stop_gradient(sharpen(mean, self.hparams.mixmatch_temperature))
+
+    def compute_losses(self, audio, labels, unlabelled, tape):
+        k = self.hparams.mixmatch_k
+        labelled_view = self.features(audio)
+        batch = tf.shape(labelled_view)[0]
+        views, guess = self.guess_labels(self.logmel(unlabelled))
+        inputs = tf.concat([labelled_view, *views], axis=0)
+        targets = tf.concat([tf.cast(labels, tf.float32)] + [guess] * k, axis=0)
+        total = tf.shape(inputs)[0]
+        partner = tf.argsort(keras.random.uniform((total,), seed=self.seed_generator))
+        alpha = self.hparams.mixup_alpha
+        lam = keras.random.beta((total,), alpha, alpha, seed=self.seed_generator)
+        lam = tf.maximum(lam, 1.0 - lam)
+        mixed = mix(inputs, tf.gather(inputs, partner), lam)
+        mixed_targets = mix(targets, tf.gather(targets, partner), lam)
+        logits = self.classifier(mixed, training=True)
+        supervised = self.supervised_loss(mixed_targets[:batch], logits[:batch])
+        unlabelled_loss = tf.reduce_mean(
+            tf.square(tf.sigmoid(tf.cast(logits[batch:], tf.float32)) - mixed_targets[batch:])
+        )
+        weight = self.hparams.mixmatch_weight * linear_rampup(
+            self.progress(), self.hparams.rampup_epochs
+        )
+        return {"supervised": (supervised, 1.0), "unlabelled": (unlabelled_loss, weight)}

@@ -1,0 +1,162 @@
+"""Every training method: VAT's direction and BatchNorm hygiene, and a few real steps each."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fat_tf.config import get_preset
+from fat_tf.methods import METHODS, get_method
+from fat_tf.methods.base import frozen_batchnorm_statistics
+from fat_tf.models import build_tagger
+from fat_tf.ops.ssl import binary_kl, normalize_per_example
+from fat_tf.training import build_method
+
+CLASSES = 5
+
+
+def tiny_config(**overrides):
+    """A fast config: short crops, few mels, narrow CNN, no dropout, constant LR."""
+    base = {
+        "frontend.n_mels": 32, "data.crop_frames": 32, "model.channels": [8, 8, 16, 16],
+        "model.head_units": 16, "model.dropout1": 0.0, "model.dropout2": 0.0,
+        "optim.lr_schedule": "constant", "optim.lr_max": 3e-3, "method.rampup_epochs": 0,
+    }
+    return get_preset("small").replace(**{**base, **overrides})
+
+
+def batch_data(config, n=8, seed=0):
+    """Learnable synthetic batch: class c is a tone at 500 * (c + 1) Hz plus noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(config.crop_samples) / config.frontend.sample_rate
+    labels = np.zeros((n, CLASSES), np.float32)
+    audio = 0.01 * rng.normal(size=(n, len(t)))
+    for i in range(n):
+        for c in rng.choice(CLASSES, size=1 + i % 2, replace=False):
+            labels[i, c] = 1
+            audio[i] += 0.3 * np.sin(2 * np.pi * 500 * (c + 1) * t)
+    return audio.astype(np.float32), labels
+
+
+def moving_stats(model):
+    return [v.numpy().copy() for v in frozen_batchnorm_statistics(model).variables]
+
+
+def test_registry_has_every_method():
+    assert set(METHODS) == {"supervised", "mixup", "vat", "meanteacher", "mixmatch"}
+    with pytest.raises(ValueError, match="unknown method"):
+        get_method("fixmatch")
+
+
+def test_vat_direction_beats_random_directions_and_keeps_bn_stats():
+    config = tiny_config(**{"train.method": "vat", "augment.time_flip": False,
+                            "method.vat_xi": 1e-1, "method.vat_ip": 2})
+    method = build_method(config, CLASSES, steps_per_epoch=1)
+    audio, _ = batch_data(config)
+    features = method.features(tf.constant(audio))
+    stats_before = moving_stats(method.classifier)
+    with frozen_batchnorm_statistics(method.classifier):
+        clean = method.classifier(features, training=True)
+    d = method.adversarial_direction(features, clean)
+    for before, after in zip(stats_before, moving_stats(method.classifier)):
+        np.testing.assert_array_equal(before, after)  # perturbed passes left BN stats alone
+    norms = np.sqrt(np.sum(np.square(d.numpy()), axis=(1, 2)))
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-4)
+
+    def divergence(direction, eps=2.0):
+        with frozen_batchnorm_statistics(method.classifier):
+            out = method.classifier(features + eps * direction, training=True)
+        return binary_kl(clean, out).numpy()
+
+    adversarial = divergence(d)
+    rng = np.random.default_rng(0)
+    randoms = np.stack([
+        divergence(normalize_per_example(rng.normal(size=features.shape).astype(np.float32)))
+        for _ in range(10)
+    ])
+    assert adversarial.mean() > 3 * randoms.mean()
+    assert np.all(adversarial > randoms.max(axis=0) * 0.99)
+
+
+def test_vat_step_updates_bn_stats_like_one_clean_pass():
+    config = tiny_config(**{"train.method": "vat", "augment.time_flip": False})
+    method = build_method(config, CLASSES, steps_per_epoch=1)
+    audio, labels = batch_data(config)
+    unlabelled = batch_data(config, seed=1)[0]
+    both = tf.concat([audio, unlabelled], 0)
+    start = moving_stats(method.classifier)
+    method.classifier(method.features(both), training=True)  # one clean pass
+    expected = moving_stats(method.classifier)
+    for v, s in zip(frozen_batchnorm_statistics(method.classifier).variables, start):
+        v.assign(s)
+    with tf.GradientTape() as tape:
+        method.compute_losses(tf.constant(audio), tf.constant(labels),
+                              tf.constant(unlabelled), tape)
+    for got, want in zip(moving_stats(method.classifier), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_each_method_trains_with_finite_decreasing_loss(name, tmp_path):
+    # without ramp-up, a strong consistency term holds the student near its (lagging)
+    # teacher for these few steps; weight 1 lets the supervised term show progress
+    config = tiny_config(**{"train.method": name, "method.consistency_weight": 1.0})
+    method = build_method(config, CLASSES, steps_per_epoch=1)
+    audio, labels = batch_data(config)
+    inputs = {"audio": audio}
+    if method.uses_unlabelled:
+        inputs["unlabelled"] = batch_data(config, seed=1)[0]
+    ds = tf.data.Dataset.from_tensors((inputs, labels)).repeat()
+    history = method.fit(ds, steps_per_epoch=1, epochs=24, verbose=0, shuffle=False,
+                         callbacks=method.extra_callbacks())
+    first_term = f"{method.loss_terms[0]}_loss"
+    losses = np.array(history.history[first_term])
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert losses[-4:].mean() < 0.8 * losses[:4].mean(), losses
+    for term in method.loss_terms:
+        assert np.all(np.isfinite(history.history[f"{term}_loss"]))
+        assert f"{term}_weight" in history.history
+    # the evaluated model scores whole clips as windows and saves/reloads as .keras
+    windows = {"windows": audio[:, None, :], "window_mask": np.ones((len(audio), 1), "float32")}
+    scores = method.evaluate(tf.data.Dataset.from_tensors((windows, labels)), return_dict=True,
+                             verbose=0)
+    assert 0.0 <= scores["lwlrap"] <= 1.0
+    path = tmp_path / "model.keras"
+    method.evaluated_model.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(reloaded(audio), method.evaluated_model(audio), rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_mean_teacher_evaluates_teacher_and_can_export_student():
+    config = tiny_config(**{"train.method": "meanteacher", "method.ema_decay": 0.5})
+    method = build_method(config, CLASSES, steps_per_epoch=1)
+    assert method.evaluated_model is method.teacher
+    assert not method.teacher.trainable_weights
+    assert all(v is not w for v, w in zip(method.teacher.weights, method.tagger.weights))
+    student = build_method(config.replace(**{"method.export_student": True}), CLASSES, 1)
+    assert student.evaluated_model is student.tagger
+
+
+def test_mixmatch_guesses_are_sharpened_and_constant():
+    config = tiny_config(**{"train.method": "mixmatch", "method.mixmatch_k": 3})
+    method = build_method(config, CLASSES, steps_per_epoch=1)
+    audio, _ = batch_data(config)
+    before = moving_stats(method.classifier)
+    with tf.GradientTape() as tape:
+        views, guess = method.guess_labels(method.logmel(tf.constant(audio)))
+        probe = tf.reduce_sum(guess)
+    assert len(views) == 3
+    assert tape.gradient(probe, method.classifier.trainable_variables[0]) is None
+    for a, b in zip(before, moving_stats(method.classifier)):
+        np.testing.assert_array_equal(a, b)
+    probs = tf.add_n([tf.sigmoid(method.classifier(v, training=True)) for v in views]) / 3
+    p = np.clip(probs.numpy(), 1e-7, 1 - 1e-7)
+    np.testing.assert_allclose(guess.numpy(), p**2 / (p**2 + (1 - p) ** 2), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_tagger_built_by_method_matches_build_tagger_architecture():
+    config = tiny_config()
+    method = build_method(config, CLASSES, steps_per_epoch=1)
+    assert method.tagger.count_params() == build_tagger(config, CLASSES).count_params()
