@@ -117,7 +117,7 @@ def test_training_dataset_cache(clips, tmp_path, cache):
         paths, labels, sample_rate=RATE, crop_samples=32, batch_size=5, seed=0, cache=cache_arg
     )
     (x1, y1), (x2, y2) = _batches(ds)[0], _batches(ds)[0]
-    assert x1["audio"].shape == (5, 32) and y1.shape == (5, 5)
+    assert x1["audio"].shape == x2["audio"].shape == (5, 32) and y1.shape == (5, 5)
     np.testing.assert_array_equal(np.sort(np.argmax(y2, 1)), np.arange(5))
 
 
