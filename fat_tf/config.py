@@ -44,6 +44,8 @@ class FrontEndConfig:
             per batch); ``None`` disables the clamp.
         center: pad the waveform by ``n_fft // 2`` on both sides (librosa's default)
             so frame ``t`` is centred on sample ``t * hop_length``.
+        pad_mode: how ``center`` pads: ``reflect`` (librosa before 0.10, which the
+            2019 recipe used) or ``constant`` (zeros, librosa 0.10 and later).
         standardize: subtract the mean and divide by the standard deviation of each
             clip's log-mel (per example).
     """
@@ -58,6 +60,7 @@ class FrontEndConfig:
     amin: float = 1e-10
     top_db: float | None = 80.0
     center: bool = True
+    pad_mode: str = "reflect"
     standardize: bool = True
 
     def num_frames(self, num_samples: int) -> int:
