@@ -492,12 +492,13 @@ class LogMel(keras.layers.Layer):
 
         Args:
             config: the front end settings.
-            **kwargs: extra layer arguments (``pad_mode``, ``name``, ``dtype``...).
+            **kwargs: layer arguments that override the config or add to it
+                (``pad_mode``, ``name``, ``dtype``...).
 
         Returns:
             The layer.
         """
-        return cls(**dataclasses.asdict(config), **kwargs)
+        return cls(**{**dataclasses.asdict(config), **kwargs})
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for a clip of ``num_samples`` samples.
