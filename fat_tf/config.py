@@ -338,7 +338,7 @@ def _small_preset() -> Config:
         data=DataConfig(batch_size=32, shuffle_buffer=1024),
         model=ModelConfig(channels=(16, 32, 64, 128), head_units=64),
         optim=OptimConfig(lr_max=3e-3, cosine_period=10),
-        train=TrainConfig(epochs=12),
+        train=TrainConfig(epochs=30),
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from fat_tf.ema import ExponentialMovingAverage
@@ -33,10 +32,9 @@ class MeanTeacher(Method):
 
     def __init__(self, tagger: keras.Model, *args, **kwargs):
         super().__init__(tagger, *args, **kwargs)
+        # a functional clone is built on creation; start it as an exact copy
         self.teacher = keras.models.clone_model(tagger)
         self.teacher.name = "teacher"
-        self.teacher(np.zeros((1, 4096), np.float32))
-        tagger(np.zeros((1, 4096), np.float32))
         self.teacher.set_weights(tagger.get_weights())
         self.teacher.trainable = False
         self.teacher_classifier = self.teacher.get_layer("classifier")
