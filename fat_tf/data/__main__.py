@@ -1,7 +1,10 @@
 """Command line of the data layer: ``python -m fat_tf.data COMMAND ...``.
 
 Commands:
-    check DIR   validate a FAT2019 dataset folder and print a summary (exit code 1 if invalid).
+    check DIR       validate a FAT2019 dataset folder and print a summary (exit code 1 if
+                    invalid).
+    download ...    download FSDKaggle2019 from Zenodo (or lay out the Kaggle zip) into a
+                    dataset folder; the same options as ``python -m fat_tf.data.download``.
 """
 
 from __future__ import annotations
@@ -10,13 +13,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from fat_tf.data import download
 from fat_tf.data.check import run_check
+
+_PROG = "python -m fat_tf.data"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one subcommand per data tool."""
     parser = argparse.ArgumentParser(
-        prog="python -m fat_tf.data",
+        prog=_PROG,
         description="Tools for FAT2019 dataset folders (Kaggle layout).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -49,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="sample rate every clip must have, in Hz (default: %(default)s)",
     )
+    # Its arguments (--help included) are left unparsed here and forwarded to
+    # fat_tf.data.download.main, which owns them.
+    commands.add_parser(
+        "download",
+        add_help=False,
+        help="download FSDKaggle2019 into a dataset folder (see 'download --help')",
+    )
     return parser
 
 
@@ -58,7 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: arguments without the program name (``sys.argv[1:]`` by default).
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "download":
+        return download.main(rest, prog=f"{_PROG} download")
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "check":
         return run_check(args.dir, skip_bad=args.skip_bad, sample_rate=args.sample_rate)
     raise AssertionError(f"unhandled command {args.command!r}")
