@@ -1,13 +1,14 @@
 """Keras callbacks of a training run. Every file they write appears atomically.
 
 * :class:`AtomicBackupAndRestore` — Keras' ``BackupAndRestore`` whose backup files are
-  written to a temporary name and renamed, so a run killed at any moment (even while
-  saving) resumes from the last complete backup.
+  written to a temporary name and renamed, and committed by one atomic metadata rename,
+  so a run killed at any moment (even while saving) resumes from the last complete backup.
 * :class:`MetricsCSV` — one row per epoch, the whole file rewritten atomically; on
   resume, rows of epochs that will be re-run are replaced.
 * :class:`SaveBestModel` — saves the evaluated model (tagger, or teacher) as ``.keras``
   when the monitored validation metric improves.
-* :class:`StopOnNonFiniteLoss` — stops training with a clear message on a NaN/inf loss.
+* :class:`StopOnNonFiniteLoss` — stops training with a clear message on a NaN/inf loss
+  or weight.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tempfile
 import keras
 
 from fat_tf.config import atomic_write_text
+from fat_tf.errors import FatTfError
 
 
 def atomic_save_model(model: keras.Model, path: str) -> None:
@@ -44,12 +46,15 @@ def atomic_save_model(model: keras.Model, path: str) -> None:
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` that never leaves a half-written backup behind.
+    """``BackupAndRestore`` that never leaves a half-written or inconsistent backup behind.
 
-    Weights (model, optimiser state, method state such as an EMA teacher) and the
-    epoch counter are each written to a temporary file and renamed into place; the
-    weights file is renamed before the metadata, so the metadata never points past the
-    weights it describes.
+    Each backup's weights (model, optimiser state, method state such as an EMA teacher)
+    go to a new file named after the epoch, written under a temporary name and renamed;
+    then ``training_metadata.json``, which names that file and the epoch, is replaced
+    atomically. That rename is the single commit point: a run killed at any moment
+    resumes from the weights and epoch of one complete backup (before the commit, the
+    previous one; after it, the new one), never from weights one epoch ahead of the
+    epoch counter. Weights files no committed metadata names are deleted.
 
     Args:
         backup_dir: folder of the backup.
@@ -59,13 +64,47 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir: str, save_freq="epoch"):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
 
+    def _committed(self) -> dict | None:
+        """The committed metadata (epoch, batch, weights file name), or None."""
+        if not os.path.exists(self._training_metadata_path):
+            return None
+        with open(self._training_metadata_path, encoding="utf-8") as f:
+            metadata = json.load(f)
+        # backups written before the weights file was named in the metadata
+        metadata.setdefault("weights", os.path.basename(self._weights_path))
+        return metadata
+
+    def _remove_uncommitted(self, keep: str | None) -> None:
+        if not os.path.isdir(self.backup_dir):
+            return
+        for name in os.listdir(self.backup_dir):
+            if name.endswith(".weights.h5") and name != keep:
+                os.unlink(os.path.join(self.backup_dir, name))
+
+    def _load_model(self):
+        metadata = self._committed()
+        self._remove_uncommitted(metadata["weights"] if metadata else None)
+        if metadata is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
+        self.model._initial_epoch = metadata["epoch"]
+
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
+        epoch, batch = self._current_epoch, self._last_batch_seen
+        name = f"epoch-{epoch:05d}-batch-{batch:06d}.weights.h5"
         tmp_weights = os.path.join(self.backup_dir, ".tmp-latest.weights.h5")
-        self.model.save_weights(tmp_weights, overwrite=True)
-        os.replace(tmp_weights, self._weights_path)
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        try:
+            self.model.save_weights(tmp_weights, overwrite=True)
+            os.replace(tmp_weights, os.path.join(self.backup_dir, name))
+        finally:  # e.g. disk full: free the space, keep the previous backup
+            if os.path.exists(tmp_weights):
+                os.unlink(tmp_weights)
+        metadata = {"epoch": epoch, "batch": batch, "weights": name}
         atomic_write_text(self._training_metadata_path, json.dumps(metadata))
+        self._remove_uncommitted(keep=name)
 
 
 class MetricsCSV(keras.callbacks.Callback):
@@ -156,22 +195,39 @@ class SaveBestModel(keras.callbacks.Callback):
         atomic_write_text(self.state_path, json.dumps(state))
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss."""
+class NonFiniteLossError(FatTfError, RuntimeError):
+    """Training produced a NaN or infinite loss (or weights)."""
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stop at the first batch whose loss is NaN or infinite, with a clear message.
 
-    The backup of the last completed epoch is left untouched, so nothing good is lost.
+    At the end of every epoch it also checks that the loss and every floating-point
+    weight of the model are finite (an optimiser step can turn weights into NaN after
+    the loss it reported was still finite). Put it *first* in the callback list: its
+    error then stops the epoch before later callbacks write the CSV row, the best
+    model or the backup, so the last completed epoch's backup and best model stay as
+    they were and a rerun resumes from finite weights.
     """
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.model.stop_training = True
-            raise NonFiniteLossError(
-                f"loss became {float(loss)} at batch {batch + 1}; training stopped. "
-                "The last completed epoch's backup and best model are kept. Try a lower "
-                "learning rate (optim.lr_max) or float32 precision."
-            )
+            self._stop(f"loss became {float(loss)} at batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self._stop(f"loss became {float(loss)} in epoch {epoch + 1}")
+        for weight in self.model.weights:
+            if "float" not in str(weight.dtype):
+                continue
+            if not bool(keras.ops.all(keras.ops.isfinite(weight.value))):
+                self._stop(f"weight {weight.path} became non-finite in epoch {epoch + 1}")
+
+    def _stop(self, what: str):
+        self.model.stop_training = True
+        raise NonFiniteLossError(
+            f"{what}; training stopped. The last completed epoch's backup and best model "
+            "are kept. Try a lower learning rate (optim.lr_max) or float32 precision."
+        )

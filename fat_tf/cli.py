@@ -70,12 +70,18 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def run_cli(body: Callable[[], int]) -> int:
-    """Run a CLI body; report fat_tf and config errors as one line, without traceback."""
+    """Run a CLI body; report fat_tf, config, file-system and in-graph data errors as one
+    line (``error: ...``, exit code 1), without traceback."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return body()
-    except (FatTfError, ConfigError, FileNotFoundError) as e:
+    except (FatTfError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # file system trouble: missing file, disk full, permissions
+        where = f"{e.filename}: " if e.filename else ""
+        message = " ".join(str(e.strerror or e).split())  # h5py's messages span lines
+        print(f"error: {where}{message}", file=sys.stderr)
         return 1
     except Exception as e:  # errors raised inside TensorFlow graphs (e.g. a bad WAV)
         if not type(e).__module__.startswith("tensorflow"):

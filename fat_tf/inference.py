@@ -21,7 +21,7 @@ import fat_tf.models  # noqa: F401
 from fat_tf.config import Config
 from fat_tf.data import pipeline
 from fat_tf.errors import FatTfError
-from fat_tf.ops.pooling import clip_logits
+from fat_tf.ops.pooling import clip_logits, pool_windows
 
 
 @dataclass(frozen=True)
@@ -129,3 +129,110 @@ class ClipScorer(keras.Model):
                                         self.pooling)
             clip = 0.5 * (clip + reversed_clip)
         return clip
+
+
+# --------------------------------------------------------------------------- in-graph scoring
+def batch_window_starts(
+    lengths: tf.Tensor, length: int, hop: int, max_windows: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`fat_tf.data.pipeline.window_starts` for a batch of clip lengths at once.
+
+    Gives exactly the offsets of ``window_starts`` (same float32 ``linspace`` arithmetic and
+    rounding) for every clip, padded to the largest window count of the batch. Uses only
+    element-wise ops, so it exports to SavedModel and TFLite without loops.
+
+    Args:
+        lengths: int ``[batch]`` clip lengths in samples (>= 0).
+        length: window length in samples.
+        hop: largest spacing between consecutive windows.
+        max_windows: upper bound on windows per clip.
+
+    Returns:
+        ``(starts, mask)``: int32 ``[batch, W]`` start offsets (0 where padded) and bool
+        ``[batch, W]`` real-window mask; ``W = max(1, largest window count)``.
+    """
+    lengths = tf.cast(lengths, tf.int32)
+    slack = tf.maximum(lengths - length, 0)
+    count = tf.minimum(1 + (slack + hop - 1) // hop, max_windows)
+    width = tf.reduce_max(tf.concat([count, tf.ones([1], tf.int32)], axis=0))
+    index = tf.range(width)[None, :]
+    slack_f = tf.cast(slack, tf.float32)[:, None]
+    # tf.linspace(0, slack, count): j * (slack / max(count - 1, 1)), the last one exactly slack.
+    delta = slack_f / tf.cast(tf.maximum(count - 1, 1), tf.float32)[:, None]
+    positions = delta * tf.cast(index, tf.float32)
+    last = (index == count[:, None] - 1) & (count[:, None] > 1)
+    positions = tf.where(last, slack_f, positions)
+    mask = index < count[:, None]
+    starts = tf.where(mask, tf.cast(tf.round(positions), tf.int32), 0)
+    return starts, mask
+
+
+def waveform_clip_logits(
+    tagger,
+    waveform: tf.Tensor,
+    lengths: tf.Tensor,
+    *,
+    window: int,
+    hop: int,
+    max_windows: int,
+    pooling: str = "mean",
+    tta: bool = False,
+) -> tf.Tensor:
+    """Clip logits of a padded batch of waveforms, computed in one graph.
+
+    The same scoring as :func:`score_clips` (sliding windows of :func:`window_starts`,
+    zero-padded when a clip is shorter than a window, logits pooled over the real windows,
+    optional time-reversal TTA) but from tensors instead of files: only the real windows
+    of every clip are cut (``tf.gather``) and scored in one call of ``tagger``, and their
+    logits are scattered back to ``[batch, W, C]`` for :func:`fat_tf.ops.pooling.pool_windows`.
+
+    Args:
+        tagger: callable, waveform ``[N, window]`` -> logits ``[N, C]`` (called with
+            ``training=False``).
+        waveform: float32 ``[batch, samples]``; row ``i`` holds clip ``i`` in its first
+            ``lengths[i]`` samples (what follows is ignored).
+        lengths: int32 ``[batch]`` real lengths, clipped to ``[0, samples]``.
+        window: window length in samples.
+        hop: largest spacing between windows.
+        max_windows: cap on windows per clip.
+        pooling: ``mean`` or ``max`` over windows.
+        tta: average with the logits of the time-reversed windows.
+
+    Returns:
+        float32 ``[batch, C]`` clip logits.
+
+    Windows are cut with one ``tf.gather`` from the flattened batch, so a batch may hold
+    up to ``2**31`` samples in all (13 h at 44.1 kHz).
+    """
+    waveform = tf.cast(waveform, tf.float32)
+    samples = tf.shape(waveform)[1]
+    lengths = tf.clip_by_value(tf.cast(lengths, tf.int32), 0, samples)
+    # Zero what lies past each clip's end (a short clip's window reads into it), and pad
+    # so that a window starting at 0 fits.
+    inside = tf.range(samples)[None, :] < lengths[:, None]
+    waveform = tf.where(inside, waveform, tf.zeros_like(waveform))
+    padded = tf.maximum(samples, window)
+    waveform = tf.pad(waveform, [[0, 0], [0, padded - samples]])
+    starts, mask = batch_window_starts(lengths, window, hop, max_windows)
+    real = tf.where(mask)  # [N, 2] (clip, window), row-major
+    clip_index = tf.cast(real[:, 0], tf.int32)
+    offsets = clip_index * padded + tf.gather_nd(starts, real)
+    flat = tf.reshape(waveform, [-1])
+    windows = tf.gather(flat, offsets[:, None] + tf.range(window)[None, :])
+    # An empty batch has no windows; some kernels fail on empty inputs, so score one
+    # dummy zero window then (no control flow, which TFLite's delegates handle poorly).
+    count = tf.shape(windows)[0]
+    windows = tf.pad(windows, [[0, tf.maximum(1 - count, 0)], [0, 0]])
+    logits = tf.cast(tagger(windows, training=False), tf.float32)[:count]
+    if tta:
+        reversed_logits = tf.cast(tagger(tf.reverse(windows, axis=[1]), training=False),
+                                  tf.float32)[:count]
+    shape = tf.concat([tf.shape(mask, out_type=tf.int64), tf.shape(logits, tf.int64)[1:]], 0)
+    clip = pool_windows(tf.scatter_nd(real, logits, shape), mask, pooling)
+    if tta:
+        reversed_clip = pool_windows(tf.scatter_nd(real, reversed_logits, shape), mask,
+                                           pooling)
+        clip = 0.5 * (clip + reversed_clip)
+    return clip
+
+

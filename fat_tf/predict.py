@@ -1,19 +1,48 @@
-"""Write a Kaggle submission for a dataset's test clips: ``python -m fat_tf.predict RUN_DIR``.
+"""Score audio clips with a trained run or an exported model: ``python -m fat_tf.predict``.
 
-Every test clip listed in ``sample_submission.csv`` is scored whole (sliding windows,
-mean or max pooled, optional time-reversal TTA) and written as probabilities, one
-column per class in ``sample_submission.csv`` order.
+What is scored:
+
+* ``python -m fat_tf.predict RUN_DIR`` (or ``--data DIR``): every test clip listed in a
+  FAT2019-layout dataset's ``sample_submission.csv`` (default: the dataset the run was
+  trained on), written as a Kaggle submission;
+* ``python -m fat_tf.predict MODEL a.wav b.flac folder/ --files-from list.txt``: audio
+  files, folders of audio files (``.wav .flac .ogg .mp3``, not recursive) and files
+  listed one per line in a text file (``-`` reads the list from stdin).
+
+``MODEL`` is a run folder (``python -m fat_tf.train``) or an export folder
+(``python -m fat_tf.export``, a SavedModel). Every clip is scored whole, whatever its
+length: sliding windows, window logits pooled (mean or max), optional time-reversal TTA,
+then the sigmoid (:func:`fat_tf.inference.waveform_clip_logits`, the computation inside
+the exported SavedModel).
+
+WAV files (16-bit PCM, mono, at the model's sample rate) are read natively; other
+formats and sample rates need the optional extra ``pip install "fat_tf[io]"`` (see
+:mod:`fat_tf.audio_io`). Each file is checked before it is decoded; a bad file is
+reported (its path and the problem) and skipped, the others are written, and the exit
+status is then 1.
+
+Output: ``--format csv`` (default) writes the submission format (``fname`` then one
+probability column per class, in class order); ``--format json`` writes the ``--top-k``
+labels of each clip, ranked by logit, and the list of files that failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
+import json
+import os
 import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from fat_tf.cli import run_cli
+
+DEFAULT_OUT = {"csv": "submission.csv", "json": "predictions.json"}
 
 
 def submission_csv(fnames, class_names, probabilities: np.ndarray) -> str:
@@ -31,53 +60,375 @@ def submission_csv(fnames, class_names, probabilities: np.ndarray) -> str:
     return out.getvalue()
 
 
+def top_k_json(
+    items: Sequence[Clip],
+    class_names: Sequence[str],
+    logits: np.ndarray,
+    k: int,
+    errors: Sequence[tuple[str, str]] = (),
+    model: str = "",
+) -> str:
+    """JSON text with the ``k`` best labels of every clip (ranked by logit) and the errors.
+
+    Args:
+        items: the scored clips, in row order.
+        class_names: the C class names.
+        logits: ``[N, C]`` clip logits.
+        k: labels per clip (``k <= 0`` or ``k >= C``: all, ranked).
+        errors: ``(file, message)`` of the files that could not be scored.
+        model: the model folder, recorded in the output.
+
+    Returns:
+        ``{"model", "classes", "top_k", "predictions": [{"file", "fname", "top": [{"label",
+        "probability", "logit"}]}], "errors": [{"file", "error"}]}`` as indented JSON.
+    """
+    logits = np.asarray(logits, np.float64).reshape(len(items), len(class_names))
+    k = len(class_names) if k <= 0 else min(k, len(class_names))
+    predictions = []
+    for item, row in zip(items, logits):
+        order = np.argsort(-row, kind="stable")[:k]
+        predictions.append({
+            "file": item.path,
+            "fname": item.name,
+            "top": [{"label": class_names[j], "probability": float(sigmoid(row[j])),
+                     "logit": float(row[j])} for j in order],
+        })
+    result = {
+        "model": model,
+        "classes": len(class_names),
+        "top_k": k,
+        "predictions": predictions,
+        "errors": [{"file": f, "error": m} for f, m in errors],
+    }
+    return json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+
+
+def sigmoid(logits):
+    """Float64 logistic function.
+
+    Args:
+        logits: array of logits.
+    """
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+
+
+# ----------------------------------------------------------------------------- inputs
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    """One audio file to score.
+
+    Args:
+        path: where it is.
+        name: the name written in the output (``fname``).
+    """
+
+    path: str
+    name: str
+
+
+def collect_clips(inputs: Sequence[str], files_from: str | None = None
+                  ) -> tuple[list[Clip], list[tuple[str, str]]]:
+    """Expand files, folders and a list file into clips.
+
+    A folder gives its audio files (:data:`fat_tf.audio_io.AUDIO_EXTENSIONS`, sorted, not
+    recursive) named by file name; a file is named as given. Paths that do not exist are
+    kept (reading them reports the problem).
+
+    Args:
+        inputs: files and folders.
+        files_from: text file with one path per line (``-``: stdin); blank lines and
+            lines starting with ``#`` are skipped.
+
+    Returns:
+        ``(clips, errors)``; errors are ``(path, message)`` (e.g. a folder without audio).
+    """
+    from fat_tf.audio_io import AUDIO_EXTENSIONS, is_audio_file
+    from fat_tf.errors import FatTfError
+
+    paths = list(inputs)
+    if files_from is not None:
+        try:
+            text = sys.stdin.read() if files_from == "-" else Path(files_from).read_text("utf-8")
+        except OSError as e:
+            raise FatTfError(f"{files_from}: cannot read the file list ({e.strerror or e})"
+                             ) from None
+        paths += [line.strip() for line in text.splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")]
+    clips, errors = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            names = sorted(n for n in os.listdir(path)
+                           if is_audio_file(n) and os.path.isfile(os.path.join(path, n)))
+            if not names:
+                errors.append((path, f"{path}: folder holds no audio files "
+                                     f"({' '.join(AUDIO_EXTENSIONS)})"))
+            clips += [Clip(os.path.join(path, n), n) for n in names]
+        else:
+            clips.append(Clip(path, path))
+    return clips, errors
+
+
+def dataset_clips(data_dir: str | os.PathLike, class_names: Sequence[str]
+                  ) -> tuple[list[Clip], list[tuple[str, str]]]:
+    """The test clips of a FAT2019-layout dataset, in ``sample_submission.csv`` order.
+
+    Listed clips whose file is missing are reported and left out.
+
+    Args:
+        data_dir: the dataset folder.
+        class_names: the model's classes; ``sample_submission.csv`` must have them.
+
+    Returns:
+        ``(clips, errors)``.
+    """
+    from fat_tf.data.manifest import DatasetLayout, DataWarning, read_test_manifest
+    from fat_tf.errors import DataError, FatTfError
+
+    layout = DatasetLayout(os.fspath(data_dir))
+    sub = layout.sample_submission_csv
+    if not os.path.isfile(sub):
+        raise FatTfError(f"{sub}: not found ({data_dir} is not a FAT2019-layout dataset "
+                         "folder with sample_submission.csv and test/)")
+    errors = []
+    try:
+        test = read_test_manifest(sub, layout.test_dir, check_audio=False)
+    except DataError:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            test = read_test_manifest(sub, layout.test_dir, check_audio=False, skip_bad=True)
+        errors += [(sub, str(w.message)) for w in caught if issubclass(w.category, DataWarning)]
+    if tuple(test.class_names) != tuple(class_names):
+        raise FatTfError("the dataset's classes (sample_submission.csv) differ from the "
+                         "classes the model was trained on")
+    return [Clip(p, f) for p, f in zip(test.paths, test.fnames)], errors
+
+
+# ----------------------------------------------------------------------------- models
+class RunModel:
+    """A run folder's Keras tagger scoring whole clips (the exported computation).
+
+    Args:
+        run_dir: the run folder.
+        which: ``best`` or ``final``.
+        pooling: ``mean`` or ``max`` (default: the run's config).
+        tta: time-reversal test-time augmentation.
+    """
+
+    def __init__(self, run_dir, which: str = "best", pooling: str | None = None,
+                 tta: bool = False):
+        from fat_tf.export import ScoringSettings, make_clip_module
+        from fat_tf.inference import load_run
+
+        self.run = load_run(run_dir)
+        self.path = self.run.run_dir
+        self.class_names = self.run.class_names
+        self.settings = ScoringSettings.from_config(self.run.config, pooling, tta)
+        self._module = make_clip_module(self.run.load_model(which), self.class_names,
+                                        self.settings)
+
+    def logits(self, waveform: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Clip logits ``[B, C]`` of a padded batch.
+
+        Args:
+            waveform: float32 ``[B, T]``.
+            lengths: int32 ``[B]``.
+        """
+        return self._module.waveform_with_lengths(waveform, lengths)["logits"].numpy()
+
+
+def load_model(path: str, which: str | None, pooling: str | None, tta: bool):
+    """Open a run folder (:class:`RunModel`) or an export folder
+    (:class:`fat_tf.export.ExportedModel`).
+
+    Args:
+        path: the folder.
+        which: ``best`` or ``final`` (run folders only).
+        pooling: window pooling (run folders; an export has its own, fixed at export).
+        tta: time-reversal TTA (run folders; fixed at export for exports).
+    """
+    from fat_tf.errors import FatTfError
+    from fat_tf.export import is_export_dir, load_exported
+
+    if not os.path.isdir(path):
+        raise FatTfError(f"{path}: no such folder (give a run folder or an export folder)")
+    if not is_export_dir(path):
+        return RunModel(path, which or "best", pooling, tta)
+    model = load_exported(path)
+    fixed = model.settings
+    if which is not None:
+        raise FatTfError(f"{path} is an exported model: --model applies to run folders only")
+    if (pooling is not None and pooling != fixed.pooling) or (tta and not fixed.tta):
+        raise FatTfError(
+            f"{path} was exported with {fixed.pooling} pooling"
+            f"{' and TTA' if fixed.tta else ' and no TTA'}; these are fixed in an export "
+            "(export again with --pooling/--tta, or predict with the run folder)")
+    return model
+
+
+def score(model, clips: Sequence[Clip], batch_size: int = 16, progress: bool = False
+          ) -> tuple[list[Clip], np.ndarray, list[tuple[str, str]]]:
+    """Read and score clips in batches; unreadable files are collected, not raised.
+
+    Args:
+        model: a :class:`RunModel` or :class:`fat_tf.export.ExportedModel`.
+        clips: the clips.
+        batch_size: clips per call of the model.
+        progress: show a Keras progress bar (on stdout).
+
+    Returns:
+        ``(scored clips, logits [N, C], errors as (path, message))``.
+    """
+    from fat_tf.audio_io import load_audio
+    from fat_tf.errors import AudioFormatError
+    from fat_tf.export import pad_batch
+
+    bar = None
+    if progress:
+        import keras
+
+        # one line at the end when stdout is not a terminal (no line per update in logs)
+        bar = keras.utils.Progbar(len(clips), unit_name="clip",
+                                  verbose=1 if sys.stdout.isatty() else 2)
+    done, rows, errors = [], [], []
+    pending: list[tuple[Clip, np.ndarray]] = []
+
+    def flush():
+        if pending:
+            waveform, lengths = pad_batch([w for _, w in pending])
+            rows.append(model.logits(waveform, lengths))
+            done.extend(c for c, _ in pending)
+            pending.clear()
+
+    for i, clip in enumerate(clips):
+        try:
+            pending.append((clip, load_audio(clip.path, model.settings.sample_rate)))
+        except AudioFormatError as e:
+            errors.append((clip.path, str(e)))
+        if len(pending) >= batch_size:
+            flush()
+        if bar is not None:
+            bar.update(i + 1)
+    flush()
+    n_classes = len(model.class_names)
+    logits = np.concatenate(rows) if rows else np.zeros((0, n_classes), np.float32)
+    return done, logits, errors
+
+
+# ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``python -m fat_tf.predict``."""
     parser = argparse.ArgumentParser(
         prog="python -m fat_tf.predict",
-        description="Score every test clip of a FAT2019-layout dataset with a trained run "
-                    "and write a Kaggle-valid submission CSV (fname + one probability "
-                    "column per class, in sample_submission.csv order).",
+        description="Score whole audio clips with a trained run or an exported model and "
+                    "write a Kaggle-format CSV (fname + one probability column per class) "
+                    "or JSON with the top-k labels. Without AUDIO arguments, scores the "
+                    "test clips of a FAT2019-layout dataset (--data, default: the run's). "
+                    "Bad files are reported and skipped; the exit status is then 1.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("run_dir", help="run folder written by python -m fat_tf.train")
+    parser.add_argument("run_dir", metavar="MODEL_DIR",
+                        help="run folder (python -m fat_tf.train) or export folder "
+                             "(python -m fat_tf.export)")
+    parser.add_argument("inputs", nargs="*", metavar="AUDIO",
+                        help="audio files and folders of audio files (.wav natively; .flac, "
+                             ".ogg, .mp3 and other sample rates with fat_tf[io])")
+    parser.add_argument("--files-from", default=None, metavar="LIST",
+                        help="text file listing audio files, one per line ('-': stdin)")
     parser.add_argument("--data", default=None,
                         help="dataset folder with test/ and sample_submission.csv "
-                             "(default: the one the run was trained on)")
-    parser.add_argument("--out", default="submission.csv", help="submission file to write")
-    parser.add_argument("--model", default="best", choices=["best", "final"],
-                        help="which saved model of the run to use")
+                             "(default without AUDIO: the one the run was trained on)")
+    parser.add_argument("--out", default=None,
+                        help="file to write ('-': stdout; default: submission.csv, or "
+                             "predictions.json with --format json)")
+    parser.add_argument("--format", default=None, choices=["csv", "json"],
+                        help="csv: submission format; json: top-k labels per clip and the "
+                             "errors (default: from --out's extension, else csv)")
+    parser.add_argument("--top-k", type=int, default=5,
+                        help="labels per clip in JSON output (0: all, ranked)")
+    parser.add_argument("--model", default=None, choices=["best", "final"],
+                        help="which saved model of a run folder to use (default: best)")
     parser.add_argument("--pooling", default=None, choices=["mean", "max"],
-                        help="window pooling (default: the run's config)")
+                        help="window pooling (default: the run's config; fixed in exports)")
     parser.add_argument("--tta", action="store_true",
-                        help="average with the time-reversed clips")
+                        help="average with the time-reversed clips (run folders)")
+    parser.add_argument("--batch-size", type=int, default=16, help="clips per model call")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar (default: on for more than two batches, unless "
+                             "--out is stdout)")
     return parser
 
 
+def output_format(fmt: str | None, out: str | None) -> str:
+    """The output format: ``fmt``, else from ``out``'s extension, else ``csv``.
+
+    Args:
+        fmt: ``--format`` (``csv``, ``json`` or None).
+        out: ``--out`` (None for the default).
+    """
+    if fmt:
+        return fmt
+    return "json" if out and out.lower().endswith(".json") else "csv"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the process exit code.
+
+    Args:
+        argv: command-line arguments (default: ``sys.argv[1:]``).
+    """
+    args = build_parser().parse_intermixed_args(argv)  # options may follow AUDIO paths
 
     def run() -> int:
         from fat_tf.config import atomic_write_text
-        from fat_tf.data.manifest import load_dataset
         from fat_tf.errors import FatTfError
-        from fat_tf.inference import load_run, score_clips
 
-        trained = load_run(args.run_dir)
-        dataset = load_dataset(args.data or trained.data_dir,
-                               sample_rate=trained.config.frontend.sample_rate)
-        if tuple(dataset.class_names) != trained.class_names:
-            raise FatTfError("the dataset's classes (sample_submission.csv) differ from the "
-                             "classes the run was trained on")
-        test = dataset.test
-        model = trained.load_model(args.model)
-        logits = score_clips(model, test.paths, trained.config, args.pooling, args.tta)
-        probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-        atomic_write_text(args.out, submission_csv(test.fnames, dataset.class_names,
-                                                   probabilities))
-        print(f"wrote {len(test)} rows x {len(dataset.class_names)} classes to {args.out}")
-        return 0
+        if args.batch_size < 1:
+            raise FatTfError("--batch-size must be at least 1")
+        fmt = output_format(args.format, args.out)
+        out = args.out or DEFAULT_OUT[fmt]
+        to_stdout = out == "-"
+        model = load_model(args.run_dir, args.model, args.pooling, args.tta)
+        if args.inputs or args.files_from:
+            if args.data:
+                raise FatTfError("give either AUDIO files/folders or --data, not both")
+            clips, errors = collect_clips(args.inputs, args.files_from)
+        else:
+            data = args.data or getattr(getattr(model, "run", None), "data_dir", None)
+            if data is None:
+                raise FatTfError("give audio files or folders to score, --files-from, or "
+                                 "--data DIR (an exported model has no dataset of its own)")
+            clips, errors = dataset_clips(data, model.class_names)
+        progress = args.progress
+        if progress is None:
+            progress = len(clips) > 2 * args.batch_size and not to_stdout
+        scored, logits, read_errors = score(model, clips, args.batch_size, progress)
+        errors += read_errors
+        for _, message in errors:
+            print(f"error: {message}", file=sys.stderr)
+        if not scored:
+            print("error: no clip could be scored; nothing written", file=sys.stderr)
+            return 1
+        if fmt == "json":
+            text = top_k_json(scored, model.class_names, logits, args.top_k, errors,
+                              str(model.path))
+        else:
+            text = submission_csv([c.name for c in scored], model.class_names,
+                                  sigmoid(logits))
+        if to_stdout:
+            sys.stdout.write(text)
+        else:
+            atomic_write_text(out, text)
+        n_classes = len(model.class_names)
+        if fmt == "csv":
+            summary = f"wrote {len(scored)} rows x {n_classes} classes to {out}"
+        else:
+            k = n_classes if args.top_k <= 0 else min(args.top_k, n_classes)
+            summary = f"wrote the top {k} labels of {len(scored)} clips to {out}"
+
+        if errors:
+            summary += f"; {len(errors)} file(s) failed (see the errors above)"
+        print(summary, file=sys.stderr if to_stdout else sys.stdout)
+        return 1 if errors else 0
 
     return run_cli(run)
 

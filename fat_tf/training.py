@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -210,6 +211,45 @@ def prepare_run_folder(run_dir: Path, config: Config) -> bool:
     return (run_dir / "summary.json").exists()
 
 
+#: Room kept free beyond the model files, for TensorBoard logs, CSV and JSON files.
+DISK_MARGIN_BYTES = 16 * 2**20
+
+
+def _nbytes(variables) -> int:
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+
+
+def required_disk_bytes(method) -> int:
+    """Disk space a run of ``method`` needs at most for the files it writes.
+
+    The backup (every weight and the optimiser state) briefly exists twice while a new
+    one replaces the old; ``best.keras``, ``model.keras`` and one temporary copy of a
+    model hold the evaluated model's weights; plus :data:`DISK_MARGIN_BYTES`.
+    """
+    state = _nbytes(method.weights) + _nbytes(method.optimizer.variables)
+    model = _nbytes(method.evaluated_model.weights)
+    return 2 * state + 3 * model + DISK_MARGIN_BYTES
+
+
+def check_free_space(run_dir: Path, method) -> None:
+    """Raise RunFolderError, before training starts, if the run folder's disk is too full.
+
+    Files the run folder already holds (a run being resumed) count as free, since they
+    are replaced. A full disk later in the run is still reported, as an ``OSError``
+    naming the file, and leaves the last complete backup in place.
+    """
+    need = required_disk_bytes(method)
+    held = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
+    free = shutil.disk_usage(run_dir).free
+    if free + held < need:
+        mb = 2**20
+        raise RunFolderError(
+            f"{run_dir}: only {free / mb:.0f} MB free on its disk, but this run needs about "
+            f"{need / mb:.0f} MB (backup, best.keras, model.keras, logs); free some space "
+            "or choose another --out folder"
+        )
+
+
 def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
           verbose: int | str = "auto") -> dict:
     """Train as ``config`` says on the dataset in ``data_dir``; fill ``run_dir``.
@@ -243,6 +283,7 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     keras.utils.set_random_seed(config.train.seed)
     train_ds, val_ds, steps = make_datasets(data, config)
     method = build_method(config, len(data.class_names), steps)
+    check_free_space(run_dir, method)
     # The backup goes last: an epoch's CSV row and best model are written before the
     # backup that marks the epoch done, so a kill in between re-runs (and rewrites) it.
     callbacks = [

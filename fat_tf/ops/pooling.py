@@ -23,7 +23,7 @@ def pool_windows(logits: tf.Tensor, mask: tf.Tensor, mode: str = "mean") -> tf.T
         ``[batch, C]`` clip logits (float32).
     """
     logits = tf.cast(logits, tf.float32)
-    mask = tf.cast(mask, tf.float32)[:, :, None]
+    mask = tf.expand_dims(tf.cast(mask, tf.float32), -1)  # (a slice would not convert to TFLite)
     if mode == "mean":
         total = tf.reduce_sum(logits * mask, axis=1)
         return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
