@@ -143,6 +143,7 @@ def test_other_formats_need_the_io_extra(models, tmp_path, capsys):
     assert "48000 Hz" in err and "nothing written" in err
 
 
+@pytest.mark.io
 @pytest.mark.skipif(audio_io.tfio_module() is None, reason="needs tensorflow-io (fat_tf[io])")
 def test_flac_ogg_and_48khz_through_tensorflow_io(models, folder, tmp_path):
     import tensorflow as tf
