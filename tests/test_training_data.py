@@ -1,0 +1,50 @@
+"""How a run splits curated clips and uses train_noisy (labelled, unlabelled or not at all)."""
+
+import numpy as np
+import pytest
+
+from fat_tf.config import get_preset
+from fat_tf.data.manifest import load_dataset
+from fat_tf.errors import FatTfError
+from fat_tf.training import split_data
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_demo_dir):
+    return load_dataset(tiny_demo_dir)
+
+
+def config(**overrides):
+    return get_preset("small").replace(**overrides)
+
+
+def test_noisy_is_unlabelled_for_ssl_methods(dataset):
+    data = split_data(dataset, config(**{"train.method": "vat"}), uses_unlabelled=True)
+    assert data.unlabelled_paths == dataset.noisy.paths
+    assert len(data.train_paths) + len(data.validation) == len(dataset.curated)
+    assert not set(data.train_paths) & set(dataset.noisy.paths)
+    assert not set(data.train_paths) & set(data.validation.paths)
+
+
+def test_noisy_labels_as_extra_labelled_data(dataset):
+    data = split_data(dataset, config(**{"data.noisy_usage": "labelled"}), uses_unlabelled=False)
+    assert data.unlabelled_paths is None
+    n_curated = len(dataset.curated) - len(data.validation)
+    assert data.train_paths[n_curated:] == dataset.noisy.paths
+    np.testing.assert_array_equal(data.train_labels[n_curated:], dataset.noisy.labels)
+
+
+def test_noisy_unused_and_ssl_needs_it(dataset):
+    data = split_data(dataset, config(**{"data.noisy_usage": "none"}), uses_unlabelled=False)
+    assert len(data.train_paths) == len(dataset.curated) - len(data.validation)
+    with pytest.raises(FatTfError, match="needs unlabelled audio"):
+        split_data(dataset, config(**{"data.noisy_usage": "labelled", "train.method": "vat"}),
+                   uses_unlabelled=True)
+
+
+def test_labelled_fraction_keeps_every_class(dataset):
+    full = split_data(dataset, config(), uses_unlabelled=False)
+    part = split_data(dataset, config(**{"data.labelled_fraction": 0.25}), uses_unlabelled=False)
+    assert len(part.train_paths) < 0.5 * len(full.train_paths)
+    assert np.all(part.train_labels.sum(axis=0) >= 1)
+    assert part.validation.fnames == full.validation.fnames  # same held-out clips
