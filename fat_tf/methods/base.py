@@ -81,7 +81,7 @@ class Method(keras.Model):
     # ----------------------------------------------------------------- hooks
     def compute_losses(
         self,
-        audio: tf.Tensor,
+        mel: tf.Tensor,
         labels: tf.Tensor,
         unlabelled: tf.Tensor | None,
         tape: tf.GradientTape,
@@ -89,13 +89,14 @@ class Method(keras.Model):
         """The loss terms of one training batch: ``{name: (scalar loss, weight)}``.
 
         Args:
-            audio: ``[B, L]`` labelled waveforms.
+            mel: ``[B, T, F]`` log-mel of the labelled clips (front end applied, no
+                augmentation yet; see :meth:`augmented`).
             labels: ``[B, C]`` multi-hot labels.
-            unlabelled: ``[B_u, L]`` unlabelled waveforms, or None.
+            unlabelled: ``[B_u, T, F]`` log-mel of the unlabelled clips, or None.
             tape: the gradient tape recording the step; a method may pause it
                 (``tape.stop_recording()``) for work that needs no weight gradient.
         """
-        logits = self.tagger(audio, training=True)
+        logits = self.classifier(self.augmented(mel), training=True)
         return {"supervised": (self.supervised_loss(labels, logits), 1.0)}
 
     def extra_callbacks(self) -> list[keras.callbacks.Callback]:
@@ -108,9 +109,20 @@ class Method(keras.Model):
         return self.tagger
 
     # ------------------------------------------------------------- helpers
-    def features(self, audio: tf.Tensor, training: bool = True) -> tf.Tensor:
-        """Log-mel of ``audio`` with a fresh draw of the training augmentation."""
-        return self.augment(self.logmel(audio), training=training)
+    def augmented(self, mel: tf.Tensor) -> tf.Tensor:
+        """``mel`` with a fresh draw of the training augmentation (the classifier's input)."""
+        return self.augment(mel, training=True)
+
+    def batch_logmel(self, inputs, audio_key: str, mel_key: str) -> tf.Tensor | None:
+        """Log-mel of one stream of a training batch: taken as given when the pipeline
+        delivers cached features (``mel_key``), computed from the waveforms otherwise."""
+        if not isinstance(inputs, dict):
+            return self.logmel(inputs) if audio_key == "audio" else None
+        if mel_key in inputs:
+            return inputs[mel_key]
+        if audio_key in inputs:
+            return self.logmel(inputs[audio_key])
+        return None
 
     def supervised_loss(self, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
         """Mean of the configured per-example supervised loss."""
@@ -147,11 +159,11 @@ class Method(keras.Model):
 
     def train_step(self, data):
         inputs, labels = data
-        audio = inputs["audio"] if isinstance(inputs, dict) else inputs
-        unlabelled = inputs.get("unlabelled") if isinstance(inputs, dict) else None
+        mel = self.batch_logmel(inputs, "audio", "logmel")
+        unlabelled = self.batch_logmel(inputs, "unlabelled", "unlabelled_logmel")
         variables = self.tagger.trainable_variables
         with tf.GradientTape() as tape:
-            terms = self.compute_losses(audio, labels, unlabelled, tape)
+            terms = self.compute_losses(mel, labels, unlabelled, tape)
             total = tf.add_n(
                 [tf.cast(weight, tf.float32) * loss for loss, weight in terms.values()]
             )

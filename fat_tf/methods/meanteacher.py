@@ -46,12 +46,11 @@ class MeanTeacher(Method):
     def evaluated_model(self):
         return self.tagger if self.hparams.export_student else self.teacher
 
-    def compute_losses(self, audio, labels, unlabelled, tape):
-        batch = tf.shape(audio)[0]
-        both = audio if unlabelled is None else tf.concat([audio, unlabelled], axis=0)
-        mel = self.logmel(both)
-        student_logits = self.classifier(self.augment(mel, training=True), training=True)
-        teacher_view = self.augment(mel, training=True)  # an independent augmentation draw
+    def compute_losses(self, mel, labels, unlabelled, tape):
+        batch = tf.shape(mel)[0]
+        both = mel if unlabelled is None else tf.concat([mel, unlabelled], axis=0)
+        student_logits = self.classifier(self.augmented(both), training=True)
+        teacher_view = self.augmented(both)  # an independent augmentation draw
         teacher_logits = tf.stop_gradient(self.teacher_classifier(teacher_view, training=False))
         consistency = tf.reduce_mean(
             tf.square(tf.sigmoid(tf.cast(student_logits, tf.float32))

@@ -41,19 +41,18 @@ class MixMatch(Method):
         Returns:
             the K views and the ``[B_u, C]`` guessed targets (constant).
         """
-        views = [self.augment(unlabelled_mel, training=True)
-                 for _ in range(self.hparams.mixmatch_k)]
+        views = [self.augmented(unlabelled_mel) for _ in range(self.hparams.mixmatch_k)]
         with frozen_batchnorm_statistics(self.classifier):
             probabilities = [tf.sigmoid(tf.cast(self.classifier(v, training=True), tf.float32))
                              for v in views]
         mean = tf.add_n(probabilities) / len(probabilities)
         return views, tf.stop_gradient(sharpen(mean, self.hparams.mixmatch_temperature))
 
-    def compute_losses(self, audio, labels, unlabelled, tape):
+    def compute_losses(self, mel, labels, unlabelled, tape):
         k = self.hparams.mixmatch_k
-        labelled_view = self.features(audio)
+        labelled_view = self.augmented(mel)
         batch = tf.shape(labelled_view)[0]
-        views, guess = self.guess_labels(self.logmel(unlabelled))
+        views, guess = self.guess_labels(unlabelled)
         inputs = tf.concat([labelled_view, *views], axis=0)
         targets = tf.concat([tf.cast(labels, tf.float32)] + [guess] * k, axis=0)
         total = tf.shape(inputs)[0]

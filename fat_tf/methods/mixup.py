@@ -22,8 +22,8 @@ class Mixup(Method):
     name_in_registry = "mixup"
     loss_terms = ("mixup",)
 
-    def compute_losses(self, audio, labels, unlabelled, tape):
-        features = self.features(audio)
+    def compute_losses(self, mel, labels, unlabelled, tape):
+        features = self.augmented(mel)
         batch = tf.shape(features)[0]
         alpha = self.hparams.mixup_alpha
         lam = keras.random.beta((batch,), alpha, alpha, seed=self.seed_generator)

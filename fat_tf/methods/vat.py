@@ -56,10 +56,10 @@ class VAT(Method):
                 d = normalize_per_example(inner.gradient(divergence, d))
         return tf.stop_gradient(d)
 
-    def compute_losses(self, audio, labels, unlabelled, tape):
-        batch = tf.shape(audio)[0]
-        both = audio if unlabelled is None else tf.concat([audio, unlabelled], axis=0)
-        features = self.features(both)
+    def compute_losses(self, mel, labels, unlabelled, tape):
+        batch = tf.shape(mel)[0]
+        both = mel if unlabelled is None else tf.concat([mel, unlabelled], axis=0)
+        features = self.augmented(both)
         logits = self.classifier(features, training=True)
         with tape.stop_recording():
             d = self.adversarial_direction(features, logits)

@@ -53,7 +53,7 @@ def test_vat_direction_beats_random_directions_and_keeps_bn_stats():
                             "method.vat_xi": 1e-1, "method.vat_ip": 2})
     method = build_method(config, CLASSES, steps_per_epoch=1)
     audio, _ = batch_data(config)
-    features = method.features(tf.constant(audio))
+    features = method.augmented(method.logmel(tf.constant(audio)))
     stats_before = moving_stats(method.classifier)
     with frozen_batchnorm_statistics(method.classifier):
         clean = method.classifier(features, training=True)
@@ -85,13 +85,13 @@ def test_vat_step_updates_bn_stats_like_one_clean_pass():
     unlabelled = batch_data(config, seed=1)[0]
     both = tf.concat([audio, unlabelled], 0)
     start = moving_stats(method.classifier)
-    method.classifier(method.features(both), training=True)  # one clean pass
+    method.classifier(method.augmented(method.logmel(both)), training=True)  # one clean pass
     expected = moving_stats(method.classifier)
     for v, s in zip(frozen_batchnorm_statistics(method.classifier).variables, start):
         v.assign(s)
     with tf.GradientTape() as tape:
-        method.compute_losses(tf.constant(audio), tf.constant(labels),
-                              tf.constant(unlabelled), tape)
+        method.compute_losses(method.logmel(tf.constant(audio)), tf.constant(labels),
+                              method.logmel(tf.constant(unlabelled)), tape)
     for got, want in zip(moving_stats(method.classifier), expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
