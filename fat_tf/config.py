@@ -97,8 +97,14 @@ class DataConfig:
         validation_split: fraction of curated clips held out for validation
             (stratified by label set).
         shuffle_buffer: shuffle buffer size in clips.
-        cache: ``none``, ``memory`` (decoded audio kept in RAM) or a folder path for
-            an on-disk cache of decoded audio.
+        cache: ``none``, ``memory`` (decoded audio kept in RAM) or a folder for an
+            on-disk cache of decoded audio (one cache per file list, named by a hash of
+            the files' paths, sizes and times, so changed files get a new cache).
+        feature_cache: ``True`` computes the training clips' log-mel in the input
+            pipeline (whole clips, then cropped in frames) and caches features instead of
+            audio where ``cache`` says; the on-disk cache is named by a hash of the
+            front-end settings and the files, so a changed front end gets a new cache.
+            Standardisation is then per whole clip instead of per crop.
         parallel_calls: parallelism of the decode map (-1 = tf.data AUTOTUNE).
         labelled_fraction: keep only this fraction of the curated training clips
             (after the validation split), for label-scarcity studies.
@@ -115,6 +121,7 @@ class DataConfig:
     validation_split: float = 0.2
     shuffle_buffer: int = 2048
     cache: str = "none"
+    feature_cache: bool = False
     parallel_calls: int = -1
     labelled_fraction: float = 1.0
 

@@ -41,6 +41,7 @@ from fat_tf.data import pipeline
 from fat_tf.data.manifest import FatDataset, Manifest, load_dataset
 from fat_tf.data.split import stratified_split, subsample
 from fat_tf.errors import FatTfError
+from fat_tf.layers import LogMel
 from fat_tf.methods import get_method
 from fat_tf.metrics import lwlrap
 from fat_tf.models import build_tagger
@@ -125,6 +126,9 @@ def make_datasets(
     batch = min(d.batch_size, len(data.train_paths))
     common = dict(sample_rate=fe.sample_rate, crop_samples=config.crop_samples, seed=seed,
                   cache=d.cache, shuffle_buffer=d.shuffle_buffer, parallel_calls=d.parallel_calls)
+    if d.feature_cache:  # log-mel in the pipeline, cropped in frames
+        common.update(crop_samples=d.crop_frames,
+                      logmel=LogMel(**dataclasses.asdict(fe), name="pipeline_logmel"))
     train = pipeline.training_dataset(data.train_paths, data.train_labels, batch_size=batch,
                                       **common)
     if data.unlabelled_paths is not None:

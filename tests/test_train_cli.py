@@ -140,3 +140,17 @@ def test_sigkill_mid_epoch_then_resume(tiny_demo_dir, tmp_path):
     model = keras.models.load_model(run / "model.keras")
     assert model.output_shape[-1] == 12
     assert not [p for p in run.rglob(".tmp-*")]
+
+
+def test_feature_cache_is_rebuilt_when_the_front_end_changes(tiny_demo_dir, tmp_path):
+    cache = tmp_path / "cache"
+    settings = ["--epochs", "1", "--method", "meanteacher", "--set", "data.feature_cache=true",
+                "--set", f"data.cache={cache}"]
+    assert run_train(tiny_demo_dir, tmp_path / "a", *settings) == 0
+    first = {p.name for p in cache.glob("*.index")}
+    assert len(first) == 3  # labelled features, unlabelled features, validation audio
+    assert run_train(tiny_demo_dir, tmp_path / "b", *settings, "--set", "frontend.n_mels=24") == 0
+    second = {p.name for p in cache.glob("*.index")}
+    assert len(second - first) == 2  # new feature caches; the audio cache is reused
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert 0 <= summary["val_lwlrap"] <= 1

@@ -26,10 +26,16 @@ header check (:mod:`fat_tf.data.wav`) first to get friendlier errors before trai
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from fat_tf.config import atomic_write_text
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -90,22 +96,25 @@ def pipeline_error(error: tf.errors.OpError) -> str:
 def random_crop_or_pad(wave: tf.Tensor, length: int, seed: tf.Tensor) -> tf.Tensor:
     """Cut a random window of ``length`` samples, or zero-pad at a random offset.
 
+    Works along the first axis, so it also crops log-mel ``[frames, mels]`` in time.
+
     Args:
-        wave: ``[samples]`` float tensor.
-        length: output length in samples.
+        wave: ``[samples]`` (or ``[frames, mels]``) float tensor.
+        length: output length along the first axis.
         seed: shape ``[2]`` int tensor for the stateless random offset.
 
     Returns:
-        ``[length]`` tensor.
+        ``[length]`` (or ``[length, mels]``) tensor.
     """
     n = tf.shape(wave)[0]
     pad = tf.maximum(length - n, 0)
     pad_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     left = tf.random.stateless_uniform([], pad_seed, 0, pad + 1, dtype=tf.int32)
-    wave = tf.pad(wave, [[left, pad - left]])
+    inner = tf.zeros([tf.rank(wave) - 1, 2], tf.int32)  # feature axes are not padded
+    wave = tf.pad(wave, tf.concat([[[left, pad - left]], inner], axis=0))
     slack = tf.shape(wave)[0] - length
     start = tf.random.stateless_uniform([], crop_seed, 0, slack + 1, dtype=tf.int32)
-    return tf.ensure_shape(wave[start : start + length], [length])
+    return tf.ensure_shape(wave[start : start + length], [length, *wave.shape[1:]])
 
 
 def window_starts(num_samples: tf.Tensor, length: int, hop: int, max_windows: int) -> tf.Tensor:
@@ -162,6 +171,33 @@ def _source(paths: Sequence[str], labels: np.ndarray | None) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((paths, labels))
 
 
+def cache_file(folder: str, paths: Sequence[str], what: dict) -> str:
+    """Path prefix of an on-disk ``tf.data`` cache, unique to its content.
+
+    The name hashes ``what`` (e.g. the front-end settings) with every file's path, size
+    and modification time, so a changed setting or file gets a fresh cache instead of
+    stale data, and different streams (labelled, unlabelled, validation) never collide.
+    Lock files left by a killed run are removed (one run per cache at a time).
+
+    Args:
+        folder: the cache folder.
+        paths: the files the stream reads, in order.
+        what: settings that change the cached content.
+    """
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    key = digest.hexdigest()[:20]
+    os.makedirs(folder, exist_ok=True)
+    for stale in glob.glob(os.path.join(folder, f"{key}*.lockfile")):
+        os.unlink(stale)
+    description = os.path.join(folder, f"{key}.json")
+    if not os.path.exists(description):
+        atomic_write_text(description, json.dumps({**what, "files": len(paths)}, indent=2))
+    return os.path.join(folder, key)
+
+
 def _decoded(
     paths: Sequence[str],
     labels: np.ndarray | None,
@@ -170,12 +206,16 @@ def _decoded(
     shuffle_seed: int | None,
     shuffle_buffer: int,
     parallel_calls: int,
+    features=None,
 ) -> tf.data.Dataset:
-    """Paths (and labels) -> decoded waveforms, shuffled when ``shuffle_seed`` is set.
+    """Paths (and labels) -> decoded waveforms (or their log-mel), shuffled when
+    ``shuffle_seed`` is set.
 
     Without a cache the cheap path list is shuffled before decoding, so memory stays
-    bounded by the prefetch depth. With a cache, decoded clips are cached in their file
-    order and the shuffle buffer then holds decoded audio (``shuffle_buffer`` clips).
+    bounded by the prefetch depth. With a cache, clips are cached in their file order
+    and the shuffle buffer then holds decoded clips (``shuffle_buffer`` of them).
+    ``features``, a :class:`fat_tf.layers.LogMel`, turns each whole clip into its
+    log-mel ``[frames, mels]`` before caching.
     """
     ds = _source(paths, labels)
     shuffle_paths = shuffle_seed is not None and cache == "none"
@@ -184,14 +224,19 @@ def _decoded(
 
     def decode(path, *label):
         wave = decode_wav(path, sample_rate)
+        if features is not None:
+            wave = features(wave[None, :])[0]
         return (wave, *label) if label else wave
 
     ds = ds.map(decode, num_parallel_calls=parallel_calls)
     if cache == "memory":
         ds = ds.cache()
     elif cache != "none":
-        tf.io.gfile.makedirs(cache)
-        ds = ds.cache(cache.rstrip("/") + "/decoded")
+        what = {"sample_rate": sample_rate}
+        if features is not None:
+            what = {"logmel": features.get_config()}
+            what["logmel"].pop("name", None)
+        ds = ds.cache(cache_file(cache, list(paths), json.loads(json.dumps(what, default=str))))
     if shuffle_seed is not None and not shuffle_paths:
         ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     return ds
@@ -222,6 +267,7 @@ def training_dataset(
     shuffle_buffer: int = 2048,
     parallel_calls: int = AUTOTUNE,
     drop_remainder: bool = True,
+    logmel=None,
 ) -> tf.data.Dataset:
     """Labelled training stream: shuffled clips, one random crop each, batched.
 
@@ -236,16 +282,22 @@ def training_dataset(
         shuffle_buffer: shuffle buffer (in decoded clips) when caching.
         parallel_calls: decode parallelism (``tf.data.AUTOTUNE`` by default).
         drop_remainder: drop the last incomplete batch (keeps shapes static).
+        logmel: a :class:`fat_tf.layers.LogMel` to turn each whole clip into features
+            in the pipeline (then cached, if ``cache`` is set); crops are then
+            ``crop_samples`` *frames* long and the batch key is ``logmel``.
 
     Returns:
-        dataset of ``({"audio": [B, crop_samples]}, labels [B, C])``.
+        dataset of ``({"audio": [B, crop_samples]}, labels [B, C])``, or
+        ``({"logmel": [B, frames, mels]}, labels)`` with ``logmel``.
     """
-    ds = _decoded(paths, labels, sample_rate, cache, seed, shuffle_buffer, parallel_calls)
+    ds = _decoded(paths, labels, sample_rate, cache, seed, shuffle_buffer, parallel_calls,
+                  logmel)
     ds = _with_crop_seeds(ds, seed + 1)
+    key = "audio" if logmel is None else "logmel"
 
     def crop(item, crop_seed):
         wave, label = item
-        return {"audio": random_crop_or_pad(wave, crop_samples, crop_seed)}, label
+        return {key: random_crop_or_pad(wave, crop_samples, crop_seed)}, label
 
     ds = ds.map(crop, num_parallel_calls=parallel_calls)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -262,6 +314,7 @@ def unlabelled_dataset(
     cache: str = "none",
     shuffle_buffer: int = 2048,
     parallel_calls: int = AUTOTUNE,
+    logmel=None,
 ) -> tf.data.Dataset:
     """Endless unlabelled stream of random crops (labels, if any, are never read).
 
@@ -274,11 +327,15 @@ def unlabelled_dataset(
         cache: ``none``, ``memory`` or a folder for an on-disk cache of decoded audio.
         shuffle_buffer: shuffle buffer (in decoded clips) when caching.
         parallel_calls: decode parallelism.
+        logmel: as in :func:`training_dataset` (features cropped to ``crop_samples``
+            frames).
 
     Returns:
-        dataset of ``[B, crop_samples]`` float32 batches, repeating forever.
+        dataset of ``[B, crop_samples]`` float32 batches (``[B, frames, mels]`` with
+        ``logmel``), repeating forever.
     """
-    ds = _decoded(paths, None, sample_rate, cache, seed, shuffle_buffer, parallel_calls)
+    ds = _decoded(paths, None, sample_rate, cache, seed, shuffle_buffer, parallel_calls,
+                  logmel)
     ds = _with_crop_seeds(ds.repeat(), seed + 1)
     ds = ds.map(
         lambda wave, s: random_crop_or_pad(wave, crop_samples, s),
@@ -300,12 +357,14 @@ def semi_supervised_dataset(
         unlabelled: from :func:`unlabelled_dataset`.
 
     Returns:
-        dataset of ``({"audio": [B, L], "unlabelled": [B_u, L]}, labels [B, C])``.
+        dataset of ``({"audio": [B, L], "unlabelled": [B_u, L]}, labels [B, C])``; with
+        log-mel streams the keys are ``logmel`` and ``unlabelled_logmel``.
     """
 
-    def merge(item, unlabelled_audio):
+    def merge(item, unlabelled_batch):
         inputs, label = item
-        return {**inputs, "unlabelled": unlabelled_audio}, label
+        key = "unlabelled" if "audio" in inputs else "unlabelled_logmel"
+        return {**inputs, key: unlabelled_batch}, label
 
     ds = tf.data.Dataset.zip((labelled, unlabelled)).map(merge)
     return _options(ds.prefetch(AUTOTUNE))
