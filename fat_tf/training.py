@@ -290,11 +290,12 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     check_free_space(run_dir, method)
     # The backup goes last: an epoch's CSV row and best model are written before the
     # backup that marks the epoch done, so a kill in between re-runs (and rewrites) it.
+    best_model = SaveBestModel(str(run_dir / "best.keras"))
     callbacks = [
         StopOnNonFiniteLoss(),
         *method.extra_callbacks(),
         MetricsCSV(str(run_dir / "metrics.csv")),
-        SaveBestModel(str(run_dir / "best.keras")),
+        best_model,
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
         AtomicBackupAndRestore(str(run_dir / "backup")),
     ]
@@ -305,13 +306,16 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
         callbacks=callbacks, verbose=verbose, shuffle=False,
     )
     atomic_save_model(method.evaluated_model, str(run_dir / "model.keras"))
-    final = method.evaluate(val_ds, verbose=0, return_dict=True)
-    best = SaveBestModel(str(run_dir / "best.keras"))
+    scores = history.history.get("val_lwlrap")
+    if scores:  # the last epoch already scored the final model
+        final_lwlrap = scores[-1]
+    else:  # every epoch ran in an earlier session
+        final_lwlrap = method.evaluate(val_ds, verbose=0, return_dict=True)["lwlrap"]
     summary = {
         "method": config.train.method,
         "epochs": config.train.epochs,
-        "val_lwlrap": float(final["lwlrap"]),
-        "best_val_lwlrap": best.best(),
+        "val_lwlrap": float(final_lwlrap),
+        "best_val_lwlrap": best_model.best(),
         "chance_lwlrap": chance_lwlrap(data.validation.labels, config.train.seed),
         "validation_clips": len(data.validation),
         "train_clips": len(data.train_paths),
