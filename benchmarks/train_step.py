@@ -390,6 +390,7 @@ def equivalence_check(presets: list[str], classes: int) -> dict:
     Returns:
         Per preset: parameter counts of both and the largest log-mel and logit differences.
     """
+    import keras
     import numpy as np
     import torch
     from peers.torch_tagger import (
@@ -414,7 +415,7 @@ def equivalence_check(presets: list[str], classes: int) -> dict:
                     if v.name in ("moving_mean", "moving_variance"))
         keras_bn = {(round(1.0 - layer.momentum, 6), layer.epsilon)
                     for layer in _all_layers(keras_tagger)
-                    if type(layer).__name__ == "BatchNormalization"}
+                    if isinstance(layer, keras.layers.BatchNormalization)}
         peer_bn = {(round(m.momentum, 6), m.eps) for m in peer.modules()
                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
         load_keras_weights(peer, keras_tagger)

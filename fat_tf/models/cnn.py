@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from fat_tf.layers.normalization import FusedBatchNormalization
+
 # PyTorch's BatchNorm default (momentum 0.1 there = 0.9 in Keras' convention): the
 # reference recipe's statistics adapt within tens of steps, not hundreds.
 BN_MOMENTUM = 0.9
@@ -37,7 +39,7 @@ class ConvBlock(keras.layers.Layer):
                 )
             )
             self.norms.append(
-                keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i + 1}")
+                FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i + 1}")
             )
         self.pool = keras.layers.AveragePooling2D(2, name="pool")
 

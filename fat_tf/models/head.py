@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from fat_tf.layers.normalization import FusedBatchNormalization
 from fat_tf.models.cnn import BN_MOMENTUM
 
 POOLING_ORDERS = ("time_mean_freq_max", "freq_mean_time_max")
@@ -71,7 +72,7 @@ def build_head(
             keras.layers.PReLU(
                 alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1], name="prelu"
             ),
-            keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn"),
+            FusedBatchNormalization(momentum=BN_MOMENTUM, name="bn"),
             keras.layers.Dropout(dropout2, name="dropout2"),
             keras.layers.Dense(n_classes, dtype="float32", name="logits"),
         ],
