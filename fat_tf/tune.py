@@ -1,0 +1,150 @@
+"""Search hyperparameters with keras-tuner: ``python -m fat_tf.tune [options]``.
+
+Every trial is a complete ``fat_tf.train`` run (in ``OUT/runs/trial_<id>``) of the base
+config (``--preset``/``--config``/``--method``/``--set``, as for ``fat_tf.train``) with the
+search space's fields set by the tuner; the objective is validation lwlrap (maximised).
+See :mod:`fat_tf.tuning` for the search folder and :mod:`fat_tf.search_space` for the
+search-space file format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fat_tf.cli import add_config_arguments, config_from_args, run_cli
+
+EPILOG = """\
+search-space file (JSON; default: the method's file in fat_tf/search_spaces/):
+  {"hyperparameters": {
+     "optim.lr_max":   {"type": "float", "min": 3e-4, "max": 1e-2, "sampling": "log"},
+     "model.backbone": {"type": "choice", "values": ["cnn", "cnn_skip"]},
+     "model.channels": {"type": "choice", "values": [[8, 16, 32, 64], [16, 32, 64, 128]]},
+     "method.vat_ip":  {"type": "int", "min": 1, "max": 3},
+     "augment.time_flip": {"type": "boolean"},
+     "optim.warmup_epochs": {"type": "fixed", "value": 1}}}
+
+outputs in --out: best_config.json (for python -m fat_tf.train --config), trials.csv and
+trials.md (one row per trial), runs/trial_<id>/ (each trial's run folder), tuner/
+(keras-tuner's state). Rerun the same command to resume the search.
+
+distributed search (keras-tuner's chief/worker mode, all sharing --out):
+  KERASTUNER_TUNER_ID=chief   KERASTUNER_ORACLE_IP=127.0.0.1 KERASTUNER_ORACLE_PORT=8000 \\
+      python -m fat_tf.tune ...   # serves the oracle, writes the results at the end
+  KERASTUNER_TUNER_ID=tuner0  KERASTUNER_ORACLE_IP=127.0.0.1 KERASTUNER_ORACLE_PORT=8000 \\
+      python -m fat_tf.tune ...   # a worker; start as many as you like (tuner1, ...)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``python -m fat_tf.tune``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fat_tf.tune",
+        description=(
+            "Search training hyperparameters (learning rate and schedule, loss weights, "
+            "ramps, VAT eps/xi, EMA decay, MixMatch T/alpha/K, mixup alpha, model width, "
+            "skip connections, ...) with keras-tuner. Each trial is a full training run "
+            "of the base config with the search space's fields set by the tuner; the "
+            "objective is the run's best validation lwlrap (maximised). Writes "
+            "best_config.json, trials.csv and trials.md into --out."
+        ),
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    parser.add_argument(
+        "--data", default=None,
+        help="dataset folder in the FAT2019 layout; default: the synthetic demo dataset, "
+             "generated on first use")
+    parser.add_argument("--out", default=None,
+                        help="search folder (default: searches/<method>-<tuner>); rerunning "
+                             "with the same folder and settings resumes the search")
+    parser.add_argument("--space", default=None,
+                        help="search-space JSON file (default: "
+                             "fat_tf/search_spaces/<method>.json)")
+    parser.add_argument("--tuner", default="random", choices=["random", "bayesian", "hyperband"],
+                        help="search algorithm")
+    parser.add_argument("--max-trials", type=int, default=10,
+                        help="most trials in all, finished ones of a resumed search included "
+                             "(Hyperband: a cap on top of its own schedule)")
+    parser.add_argument("--hyperband-factor", type=int, default=3,
+                        help="Hyperband's reduction factor (trials kept per round: 1/factor)")
+    parser.add_argument("--max-failures", type=int, default=3,
+                        help="stop after this many failed trials in a row (0: never; "
+                             "single-process searches only)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the earlier search in --out and start again "
+                             "(default: resume it)")
+    parser.add_argument("--strategy", default="none", choices=["none", "mirrored", "multiworker"],
+                        help="tf.distribute strategy of each trial's training run")
+    parser.add_argument("--traceback", action="store_true",
+                        help="print each failed trial's full traceback (keras-tuner's debug "
+                             "output); failures are always listed in trials.md")
+    parser.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2],
+                        help="Keras fit output of each trial: 0 silent, 1 progress bar, "
+                             "2 one line per epoch")
+    add_config_arguments(parser)
+    for action in parser._actions:  # --epochs means something more here
+        if action.dest == "epochs":
+            action.help = "epochs per trial (Hyperband: the most epochs a trial trains)"
+    return parser
+
+
+def _set_keras_tuner_debug(on: bool) -> None:
+    """keras-tuner prints every failed trial's traceback unless its DEBUG flag is off."""
+    try:
+        from keras_tuner.src import config as kt_config
+    except ImportError:  # another keras-tuner layout: keep its default
+        return
+    kt_config.DEBUG = on
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.max_trials < 1:
+        parser.error("--max-trials must be at least 1")
+
+    def run() -> int:
+        from fat_tf.search_space import SearchSpace, default_space_path
+        from fat_tf.tuning import role, run_search
+
+        _set_keras_tuner_debug(args.traceback)
+        config = config_from_args(args)
+        space_path = args.space or default_space_path(config.train.method)
+        space = SearchSpace.load(space_path, base=config)
+        data_dir = args.data
+        if data_dir is None and role() != "chief":
+            from fat_tf.data.demo import default_demo_dir
+
+            data_dir = default_demo_dir()
+            print(f"using the demo dataset in {data_dir}")
+        out = Path(args.out or f"searches/{config.train.method}-{args.tuner}")
+        print(f"search space: {space_path} ({len(space.entries)} hyperparameters)")
+        result = run_search(
+            config, space, data_dir, out, tuner=args.tuner, max_trials=args.max_trials,
+            hyperband_factor=args.hyperband_factor, overwrite=args.overwrite,
+            strategy=args.strategy, max_failures=args.max_failures, verbose=args.verbose,
+        )
+        done = sum(r["status"] == "COMPLETED" for r in result.rows)
+        if result.role == "worker":
+            print(f"worker finished: {done} of {len(result.rows)} trial(s) completed; the "
+                  "chief writes the results")
+            return 0
+        print(f"{done} of {len(result.rows)} trial(s) completed; best val_lwlrap "
+              f"{result.best_score:.4f}")
+        print(f"best config: {result.best_config.resolve()}")
+        print(f"all trials: {(out / 'trials.md').resolve()}")
+        print(f"train it: python -m fat_tf.train --config {result.best_config}")
+        return 0
+
+    return run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
