@@ -1,0 +1,549 @@
+"""Compare training runs: ``python -m fat_tf.report RUN_DIR... --out DIR``.
+
+Reads the run folders written by ``python -m fat_tf.train`` and writes, into ``--out``:
+
+* ``runs.csv`` / ``runs.md`` — one row per run: method, the settings in which the runs
+  differ, final and best validation lwlrap (from ``metrics.csv``), the lwlrap of the
+  scored split, test lwlrap already computed by ``python -m fat_tf.evaluate`` (from the
+  run's ``eval-test.csv``) and training time;
+* ``learning_curves.png`` — validation lwlrap and training loss per epoch;
+* ``lr_schedule.png`` — learning rate per epoch;
+* ``per_class_ap.png`` — average precision of every class for every run (this scores the
+  runs' models on ``--split``; ``--no-score`` skips it).
+
+Every file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fat_tf.errors import FatTfError
+
+#: Files that make a folder a finished run folder.
+RUN_FILES = ("config.json", "data.json", "metrics.csv", "summary.json")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Clip-level scores of one run's model on a labelled split.
+
+    Args:
+        split: the split scored (``validation``, ``test``, ``curated`` or ``noisy``).
+        model: ``best`` or ``final``.
+        tta: whether time-reversal test-time augmentation was used.
+        class_names: class names in column order.
+        labels: ``[N, C]`` multi-hot labels.
+        logits: ``[N, C]`` clip logits.
+    """
+
+    split: str
+    model: str
+    tta: bool
+    class_names: tuple[str, ...]
+    labels: np.ndarray
+    logits: np.ndarray
+
+    @property
+    def lwlrap(self) -> float:
+        """Clip-level lwlrap of the logits."""
+        from fat_tf.metrics import lwlrap
+
+        return float(lwlrap(self.labels, self.logits))
+
+    def average_precision(self) -> np.ndarray:
+        """Average precision per class ``[C]`` (NaN for a class without positives)."""
+        from fat_tf.evaluate import average_precision
+
+        return np.array([average_precision(self.labels[:, c], self.logits[:, c])
+                         for c in range(self.labels.shape[1])])
+
+
+def score_run(run_dir: str | os.PathLike, split: str = "validation", model: str = "final",
+              tta: bool = False, pooling: str | None = None,
+              data_dir: str | os.PathLike | None = None) -> Scores:
+    """Score a run's saved model on a labelled split, as ``python -m fat_tf.evaluate`` does.
+
+    Args:
+        run_dir: the run folder.
+        split: ``validation`` (the run's held-out curated clips), ``test``, ``curated`` or
+            ``noisy``.
+        model: ``best`` or ``final``.
+        tta: average with the time-reversed clips.
+        pooling: window pooling (default: the run's config).
+        data_dir: dataset folder (default: the one the run was trained on).
+    """
+    import keras
+
+    from fat_tf.data.manifest import load_dataset
+    from fat_tf.evaluate import split_manifest
+    from fat_tf.inference import load_run, score_clips
+
+    trained = load_run(run_dir)
+    dataset = load_dataset(data_dir or trained.data_dir,
+                           sample_rate=trained.config.frontend.sample_rate)
+    manifest = split_manifest(dataset, split, trained.validation_fnames)
+    tagger = trained.load_model(model)
+    logits = score_clips(tagger, manifest.paths, trained.config, pooling, tta, verbose=0)
+    keras.backend.clear_session()
+    return Scores(split, model, tta, trained.class_names, np.asarray(manifest.labels),
+                  np.asarray(logits))
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, float]]:
+    """The per-epoch rows of a run's ``metrics.csv`` as numbers (empty cells become NaN).
+
+    Args:
+        run_dir: the run folder.
+    """
+    path = Path(run_dir) / "metrics.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        out.append({k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()})
+    return out
+
+
+# --------------------------------------------------------------------------- run folders
+@dataclass(frozen=True)
+class RunRecord:
+    """What the report reads from one run folder.
+
+    Args:
+        name: the run's label in tables and legends (its folder name, or its path where
+            two folders share a name).
+        run_dir: the folder.
+        config: ``config.json`` as a nested dict.
+        data: ``data.json``.
+        summary: ``summary.json`` (empty while the run has not finished).
+        metrics: the rows of ``metrics.csv``.
+    """
+
+    name: str
+    run_dir: Path
+    config: dict
+    data: dict
+    summary: dict
+    metrics: list[dict[str, float]]
+
+    @property
+    def method(self) -> str:
+        """The training method."""
+        return str(self.config.get("train", {}).get("method", "?"))
+
+    def column(self, name: str) -> np.ndarray:
+        """One column of ``metrics.csv`` per epoch (NaN where absent)."""
+        return np.array([r.get(name, float("nan")) for r in self.metrics], float)
+
+
+def check_run_folder(run_dir: str | os.PathLike) -> Path:
+    """Return ``run_dir`` as a Path if it is a run folder, else raise naming what is missing.
+
+    Args:
+        run_dir: a folder written by ``python -m fat_tf.train``.
+
+    Raises:
+        FatTfError: the folder does not exist, or lacks ``config.json``, ``data.json`` or
+            ``metrics.csv`` (``summary.json`` is optional: an unfinished run can be shown).
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise FatTfError(f"{path}: no such run folder")
+    missing = [n for n in RUN_FILES[:3] if not (path / n).is_file()]
+    if missing:
+        raise FatTfError(f"{path}: not a fat_tf run folder (no {', '.join(missing)}); "
+                         "pass folders written by python -m fat_tf.train")
+    return path
+
+
+def load_runs(run_dirs: list[str | os.PathLike]) -> list[RunRecord]:
+    """Read every run folder (all are checked before any is read).
+
+    Args:
+        run_dirs: run folders.
+
+    Raises:
+        FatTfError: one of them is not a run folder, or is given twice.
+    """
+    paths = [check_run_folder(d) for d in run_dirs]
+    resolved = [p.resolve() for p in paths]
+    for i, p in enumerate(resolved):
+        if p in resolved[:i]:
+            raise FatTfError(f"{paths[i]}: the same run folder is given twice")
+    names = [p.name for p in paths]
+    names = [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths)]
+    runs = []
+    for name, path in zip(names, paths):
+        metrics = read_metrics(path)
+        if not metrics:
+            raise FatTfError(f"{path / 'metrics.csv'}: no epoch has finished yet")
+        summary = _read_json(path / "summary.json") if (path / "summary.json").exists() else {}
+        runs.append(RunRecord(name, path, _read_json(path / "config.json"),
+                              _read_json(path / "data.json"), summary, metrics))
+    return runs
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise FatTfError(f"{path}: not valid JSON ({e})") from e
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """Nested dict -> ``{"section.field": value}`` (lists become tuples)."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def config_differences(runs: list[RunRecord]) -> list[str]:
+    """The settings (dotted names) whose values are not the same in every run.
+
+    ``train.method`` is left out (it has its own column); the dataset folder counts
+    as the setting ``data_dir``.
+    """
+    flat = [{**flatten(r.config), "data_dir": r.data.get("data_dir")} for r in runs]
+    keys = sorted(set().union(*flat))
+    return [k for k in keys if k != "train.method"
+            and len({repr(f.get(k)) for f in flat}) > 1]
+
+
+def evaluated_test_lwlrap(run_dir: Path) -> float | None:
+    """Test lwlrap from a run's ``eval-test.csv`` (written by ``fat_tf.evaluate --split test``).
+
+    lwlrap is the mean of the per-class lwlrap weighted by each class's share of the true
+    labels, so it is recomputed from the table's ``lwlrap`` and ``positives`` columns.
+    Returns None when the run has no such table.
+    """
+    path = run_dir / "eval-test.csv"
+    if not path.exists():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    positives = np.array([float(r["positives"]) for r in rows])
+    if positives.sum() == 0:
+        return None
+    per_class = np.array([float(r["lwlrap"]) for r in rows])
+    return float(np.sum(per_class * positives) / positives.sum())
+
+
+# --------------------------------------------------------------------------- the table
+def run_table(runs: list[RunRecord], scores: dict[str, Scores] | None = None) -> list[dict]:
+    """One row per run: method, differing settings, lwlrap figures, training time.
+
+    Args:
+        runs: the loaded runs.
+        scores: optional scores per run name (from :func:`score_run`).
+    """
+    diffs = config_differences(runs)
+    table = []
+    for r in runs:
+        flat = {**flatten(r.config), "data_dir": r.data.get("data_dir")}
+        val = r.column("val_lwlrap")
+        row = {"run": r.name, "method": r.method}
+        for k in diffs:
+            value = flat.get(k)
+            row[k] = list(value) if isinstance(value, tuple) else value
+        row["epochs"] = len(r.metrics)
+        row["val_lwlrap_final"] = r.summary.get("val_lwlrap", float(val[-1]))
+        best = r.summary.get("best_val_lwlrap")
+        row["val_lwlrap_best"] = best if best is not None else float(np.nanmax(val))
+        row["best_epoch"] = int(np.nanargmax(val)) + 1 if np.isfinite(val).any() else None
+        row["chance_lwlrap"] = r.summary.get("chance_lwlrap")
+        if scores:
+            s = scores[r.name]
+            row[f"{s.split}_lwlrap_{s.model}{'_tta' if s.tta else ''}"] = s.lwlrap
+        if not scores or next(iter(scores.values())).split != "test":
+            row["test_lwlrap_eval_csv"] = evaluated_test_lwlrap(r.run_dir)
+        row["train_clips"] = r.summary.get("train_clips", r.data.get("train_clips"))
+        row["train_seconds"] = r.summary.get("train_seconds_this_session")
+        table.append(row)
+    if all(row.get("test_lwlrap_eval_csv") is None for row in table):
+        for row in table:
+            row.pop("test_lwlrap_eval_csv", None)
+    return table
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            return ""
+        return f"{value:.1f}" if key.endswith("seconds") else f"{value:.4f}"
+    return str(value)
+
+
+def table_csv(table: list[dict]) -> str:
+    """CSV text of :func:`run_table` rows (floats in full precision)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(table[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in table:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+def table_markdown(table: list[dict]) -> str:
+    """Markdown text of :func:`run_table` rows (floats to 4 decimals)."""
+    keys = list(table[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in table:
+        lines.append("| " + " | ".join(_cell(k, row[k]).replace("|", "\\|") for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- plots
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically (temporary name, then rename).
+
+    Args:
+        fig: the figure (closed afterwards).
+        path: destination file.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        _pyplot().close(fig)
+
+
+def plot_learning_curves(runs: list[RunRecord], path: Path) -> None:
+    """Validation lwlrap and losses (training solid, validation dashed) per epoch.
+
+    Args:
+        runs: the loaded runs.
+        path: PNG file to write.
+    """
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, r in enumerate(runs):
+        colour = f"C{i % 10}"
+        epochs = r.column("epoch")
+        left.plot(epochs, r.column("val_lwlrap"), color=colour, marker=".", label=r.name)
+        right.plot(epochs, r.column("loss"), color=colour, label=f"{r.name} (train)")
+        if np.isfinite(r.column("val_loss")).any():
+            right.plot(epochs, r.column("val_loss"), color=colour, linestyle="--",
+                       label=f"{r.name} (validation)")
+    chance = [r.summary["chance_lwlrap"] for r in runs if "chance_lwlrap" in r.summary]
+    if chance:
+        left.axhline(float(np.mean(chance)), color="gray", linestyle=":", label="chance")
+    left.set(xlabel="epoch", ylabel="validation lwlrap", title="validation lwlrap")
+    right.set(xlabel="epoch", ylabel="loss", title="loss (training: all terms weighted)")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def schedule_curve(run: RunRecord, points: int = 400) -> tuple[np.ndarray, np.ndarray] | None:
+    """The run's learning rate per optimiser step, rebuilt from its config.
+
+    Returns ``(epoch_position, learning_rate)`` sampled at up to ``points`` steps, or None
+    when the steps per epoch are unknown.
+
+    Args:
+        run: a loaded run.
+        points: most steps sampled.
+    """
+    from fat_tf.config import Config
+    from fat_tf.ops.schedules import build_schedule
+
+    config = Config.from_dict(run.config)
+    steps = config.train.steps_per_epoch
+    if not steps:
+        clips = run.summary.get("train_clips", run.data.get("train_clips"))
+        if not clips:
+            return None
+        steps = max(1, clips // min(config.data.batch_size, clips))
+    o = config.optim
+    schedule = build_schedule(o.lr_schedule, o.lr_max, o.lr_min, o.cosine_period, steps,
+                              o.warmup_epochs)
+    total = steps * config.train.epochs
+    at = np.unique(np.linspace(0, total - 1, min(points, total)).round().astype(int))
+    if callable(schedule):
+        lr = np.array([float(schedule(int(s))) for s in at])
+    else:
+        lr = np.full(len(at), float(schedule))
+    return at / steps, lr
+
+
+def plot_lr_schedule(runs: list[RunRecord], path: Path) -> None:
+    """Learning rate: the schedule per step (line) and the logged value per epoch (dots).
+
+    Args:
+        runs: the loaded runs.
+        path: PNG file to write.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, r in enumerate(runs):
+        colour = f"C{i % 10}"
+        curve = schedule_curve(r)
+        if curve is not None:
+            ax.plot(*curve, color=colour, label=f"{r.name} ({r.config['optim']['lr_schedule']})")
+        ax.plot(r.column("epoch"), r.column("learning_rate"), ".", color=colour,
+                label=None if curve is not None else r.name)
+    ax.set(xlabel="epoch", ylabel="learning rate", yscale="log",
+           title="learning rate (line: per step; dots: logged at each epoch's end)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def plot_per_class_ap(scores: dict[str, Scores], path: Path) -> None:
+    """Heat map of average precision per class (rows) and run (columns).
+
+    Args:
+        scores: scores per run name, all on the same split and classes.
+        path: PNG file to write.
+    """
+    plt = _pyplot()
+    names = list(scores)
+    classes = next(iter(scores.values())).class_names
+    ap = np.stack([scores[n].average_precision() for n in names], axis=1)
+    fig, ax = plt.subplots(figsize=(2.5 + 1.2 * len(names), 1.5 + 0.22 * len(classes)))
+    image = ax.imshow(np.ma.masked_invalid(ap), aspect="auto", vmin=0, vmax=1,
+                      cmap="viridis")
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+    if ap.size <= 1200:
+        for (c, j), v in np.ndenumerate(ap):
+            if np.isfinite(v):
+                ax.text(j, c, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if v < 0.5 else "black")
+    first = next(iter(scores.values()))
+    ax.set_title(f"average precision per class ({first.split}, {first.model} model"
+                 f"{', TTA' if first.tta else ''})", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.05)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+# --------------------------------------------------------------------------- the report
+def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
+                 split: str = "validation", model: str = "final", tta: bool = False,
+                 score: bool = True) -> list[dict]:
+    """Write the comparison of ``run_dirs`` into ``out`` and return the table rows.
+
+    Args:
+        run_dirs: run folders written by ``python -m fat_tf.train``.
+        out: output folder (created): ``runs.csv``, ``runs.md``, ``learning_curves.png``,
+            ``lr_schedule.png`` and, when scoring, ``per_class_ap.png`` and
+            ``per_class_ap.csv``.
+        split: labelled split the models are scored on (``validation`` or ``test``).
+        model: ``best`` or ``final`` model of each run.
+        tta: score with time-reversal test-time augmentation.
+        score: score the models (for the split's lwlrap and the per-class plot).
+    """
+    from fat_tf.config import atomic_write_text
+
+    runs = load_runs(run_dirs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scores = None
+    if score:
+        scores = {}
+        for r in runs:
+            print(f"scoring {r.name} on {split} ({model} model)", file=sys.stderr, flush=True)
+            scores[r.name] = score_run(r.run_dir, split, model, tta)
+        classes = {s.class_names for s in scores.values()}
+        if len(classes) > 1:
+            raise FatTfError("the runs were trained on different class lists; per-class "
+                             "results cannot be compared (use --no-score)")
+    table = run_table(runs, scores)
+    atomic_write_text(out / "runs.csv", table_csv(table))
+    atomic_write_text(out / "runs.md", table_markdown(table))
+    plot_learning_curves(runs, out / "learning_curves.png")
+    plot_lr_schedule(runs, out / "lr_schedule.png")
+    if scores:
+        plot_per_class_ap(scores, out / "per_class_ap.png")
+        names = list(scores)
+        ap = np.stack([scores[n].average_precision() for n in names], axis=1)
+        lines = ["class," + ",".join(names)]
+        for name, values in zip(next(iter(scores.values())).class_names, ap):
+            lines.append(name + "," + ",".join(f"{v:.6f}" for v in values))
+        atomic_write_text(out / "per_class_ap.csv", "\n".join(lines) + "\n")
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``python -m fat_tf.report``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fat_tf.report",
+        description=(
+            "Compare run folders written by python -m fat_tf.train. Writes into --out: "
+            "runs.csv and runs.md (one row per run: method, the settings in which the runs "
+            "differ, final and best validation lwlrap, lwlrap of the scored split, test "
+            "lwlrap from an earlier 'fat_tf.evaluate --split test' (eval-test.csv), "
+            "training seconds), learning_curves.png (validation lwlrap and loss per "
+            "epoch), lr_schedule.png, and per_class_ap.png / per_class_ap.csv (average "
+            "precision per class, which scores each run's model on --split)."
+        ),
+        epilog="example: python -m fat_tf.report runs/supervised-* runs/mixup-* "
+               "--out reports/cmp --split test",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders")
+    parser.add_argument("--out", required=True, help="folder the report is written into")
+    parser.add_argument("--split", default="validation", choices=["validation", "test"],
+                        help="labelled split the models are scored on: the run's held-out "
+                             "curated clips, or test/ with test_post_competition.csv labels")
+    parser.add_argument("--model", default="final", choices=["best", "final"],
+                        help="which saved model of each run to score")
+    parser.add_argument("--tta", action="store_true",
+                        help="score with time-reversal test-time augmentation")
+    parser.add_argument("--no-score", dest="score", action="store_false",
+                        help="do not load models: table and curves from the run files only, "
+                             "no per-class plot")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        table = compare_runs(args.run_dirs, args.out, args.split, args.model, args.tta,
+                             args.score)
+        print(table_markdown(table), end="")
+        print(f"report written to {Path(args.out).resolve()}")
+        return 0
+
+    from fat_tf.cli import run_cli
+
+    return run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
