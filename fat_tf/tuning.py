@@ -440,7 +440,8 @@ def write_trials(search_tuner: SearchTuner, out: Path) -> list[dict[str, Any]]:
                "epochs": summary.get("epochs", values.get("tuner/epochs")),
                "tuner_id": info.get("tuner_id", "")}
         for name, value in space.overrides(values).items():
-            row[name] = json.dumps(value) if isinstance(value, (list, dict)) else value
+            row[name] = json.dumps(value) if value is None or isinstance(value, (list, dict)) \
+                else value
         for key in _HYPERBAND_KEYS:
             if key in values:
                 row[key] = values[key]
