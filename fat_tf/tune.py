@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from fat_tf.cli import add_config_arguments, config_from_args, run_cli
@@ -41,13 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``python -m fat_tf.tune``."""
     parser = argparse.ArgumentParser(
         prog="python -m fat_tf.tune",
-        description=(
+        description=textwrap.fill(
             "Search training hyperparameters (learning rate and schedule, loss weights, "
             "ramps, VAT eps/xi, EMA decay, MixMatch T/alpha/K, mixup alpha, model width, "
             "skip connections, ...) with keras-tuner. Each trial is a full training run "
             "of the base config with the search space's fields set by the tuner; the "
             "objective is the run's best validation lwlrap (maximised). Writes "
-            "best_config.json, trials.csv and trials.md into --out."
+            "best_config.json, trials.csv and trials.md into --out.", width=88,
         ),
         epilog=EPILOG,
         formatter_class=_Formatter,
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "single-process searches only)")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the earlier search in --out and start again "
-                             "(default: resume it)")
+                             "instead of resuming it")
     parser.add_argument("--strategy", default="none", choices=["none", "mirrored", "multiworker"],
                         help="tf.distribute strategy of each trial's training run")
     parser.add_argument("--traceback", action="store_true",
