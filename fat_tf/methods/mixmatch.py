@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from fat_tf.methods.base import Method, frozen_batchnorm_statistics
+from fat_tf.ops import sampling
 from fat_tf.ops.ramps import linear_rampup
 from fat_tf.ops.ssl import mix, sharpen
 
@@ -58,7 +59,7 @@ class MixMatch(Method):
         total = tf.shape(inputs)[0]
         partner = tf.argsort(keras.random.uniform((total,), seed=self.seed_generator))
         alpha = self.hparams.mixup_alpha
-        lam = keras.random.beta((total,), alpha, alpha, seed=self.seed_generator)
+        lam = sampling.beta((total,), alpha, alpha, seed=self.seed_generator)
         lam = tf.maximum(lam, 1.0 - lam)
         mixed = mix(inputs, tf.gather(inputs, partner), lam)
         mixed_targets = mix(targets, tf.gather(targets, partner), lam)

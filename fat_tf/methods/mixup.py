@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from fat_tf.methods.base import Method
+from fat_tf.ops import sampling
 from fat_tf.ops.ssl import mix
 
 
@@ -26,7 +27,7 @@ class Mixup(Method):
         features = self.augmented(mel)
         batch = tf.shape(features)[0]
         alpha = self.hparams.mixup_alpha
-        lam = keras.random.beta((batch,), alpha, alpha, seed=self.seed_generator)
+        lam = sampling.beta((batch,), alpha, alpha, seed=self.seed_generator)
         partner = tf.argsort(keras.random.uniform((batch,), seed=self.seed_generator))
         mixed = mix(features, tf.gather(features, partner), lam)
         targets = mix(tf.cast(labels, tf.float32), tf.gather(labels, partner), lam)
