@@ -45,7 +45,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-split", type=float, default=None,
                         help="fraction of curated clips held out (stratified)")
     parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
-                        help="compile the train step with XLA")
+                        help="compile the train step with XLA (default: the config's "
+                             "train.jit_compile, 'auto' = on with a GPU, off on CPU)")
     parser.add_argument("--precision", default=None,
                         choices=["float32", "mixed_float16", "mixed_bfloat16"],
                         help="Keras dtype policy")

@@ -128,6 +128,16 @@ class Method(keras.Model):
         """Mean of the configured per-example supervised loss."""
         return tf.reduce_mean(self.supervised_loss_fn(labels, logits))
 
+    def scaled_for_gradients(self, loss: tf.Tensor) -> tf.Tensor:
+        """``loss`` times the optimiser's current loss scale (mixed_float16), or unchanged.
+
+        For gradients a method takes itself, outside the main step's loss (VAT's power
+        iteration): float16 backward passes need the same protection against underflow.
+        Only the direction of such gradients may be used, as they stay scaled.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        return loss if optimizer is None else optimizer.scale_loss(loss)
+
     def progress(self) -> tf.Tensor:
         """Training progress in epochs (float32), from the optimiser's step counter."""
         return tf.cast(self.optimizer.iterations, tf.float32) / self.steps_per_epoch

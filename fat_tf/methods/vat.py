@@ -53,7 +53,10 @@ class VAT(Method):
                     divergence = tf.reduce_mean(
                         binary_kl(target, self.classifier(perturbed, training=True))
                     )
-                d = normalize_per_example(inner.gradient(divergence, d))
+                    # under mixed_float16 the float16 backward pass would underflow for
+                    # small divergences: scale like the main loss (normalising cancels it)
+                    scaled = self.scaled_for_gradients(divergence)
+                d = normalize_per_example(inner.gradient(scaled, d))
         return tf.stop_gradient(d)
 
     def compute_losses(self, mel, labels, unlabelled, tape):

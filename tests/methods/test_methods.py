@@ -1,11 +1,12 @@
-"""Every training method: VAT's direction and BatchNorm hygiene, and a few real steps each."""
+"""Every training method: VAT's direction and BatchNorm hygiene, a few real steps each,
+and training under mixed precision and XLA."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from fat_tf.config import get_preset
+from fat_tf.config import ConfigError, get_preset
 from fat_tf.methods import METHODS, get_method
 from fat_tf.methods.base import frozen_batchnorm_statistics
 from fat_tf.models import build_tagger
@@ -160,3 +161,78 @@ def test_tagger_built_by_method_matches_build_tagger_architecture():
     config = tiny_config()
     method = build_method(config, CLASSES, steps_per_epoch=1)
     assert method.tagger.count_params() == build_tagger(config, CLASSES).count_params()
+
+
+# ------------------------------------------------ mixed precision and XLA
+@pytest.fixture
+def restore_float32_policy():
+    yield
+    keras.mixed_precision.set_dtype_policy("float32")
+
+
+def _train_a_few_steps(name, steps=3, **overrides):
+    config = tiny_config(**{"train.method": name, **overrides})
+    method = build_method(config, CLASSES, steps_per_epoch=1)
+    audio, labels = batch_data(config)
+    inputs = {"audio": audio}
+    if method.uses_unlabelled:
+        inputs["unlabelled"] = batch_data(config, seed=1)[0]
+    dataset = tf.data.Dataset.from_tensors((inputs, labels)).repeat()
+    history = method.fit(dataset, steps_per_epoch=1, epochs=steps, verbose=0, shuffle=False,
+                         callbacks=method.extra_callbacks())
+    return method, audio, history.history
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_trains_under_mixed_precision(name, policy, restore_float32_policy):
+    method, audio, history = _train_a_few_steps(name, **{"train.precision": policy})
+    for term in ("loss", *(f"{t}_loss" for t in method.loss_terms)):
+        assert np.all(np.isfinite(history[term])), (term, history[term])
+    # loss scaling exactly where float16 gradients can underflow
+    scaled = isinstance(method.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (policy == "mixed_float16")
+    # variables (student, teacher, BN statistics) stay float32; logits come out float32
+    assert {v.dtype for v in method.weights if v.dtype != "int64"} <= {"float32", "int32",
+                                                                         "uint32"}
+    assert method.tagger(audio[:2]).dtype == tf.float32
+    assert method.classifier.compute_dtype == policy.split("_")[1]
+    assert method.logmel(audio[:2]).dtype == tf.float32  # the front end computes in float32
+
+
+def test_vat_direction_under_float16_is_finite_unit_norm_and_scaled(restore_float32_policy):
+    method, audio, _ = _train_a_few_steps("vat", steps=1, **{"train.precision": "mixed_float16"})
+    loss = tf.constant(2.0)
+    scale = float(method.optimizer.dynamic_scale)
+    assert scale > 1
+    assert float(method.scaled_for_gradients(loss)) == pytest.approx(2.0 * scale)
+    features = method.augmented(method.logmel(tf.constant(audio)))
+    assert features.dtype == tf.float16
+    d = method.adversarial_direction(features, method.classifier(features, training=False))
+    assert d.dtype == tf.float32
+    norms = np.sqrt(np.sum(np.square(d.numpy()), axis=(1, 2)))
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-4)
+
+
+def test_precision_and_jit_settings_are_validated():
+    with pytest.raises(ConfigError, match="train.precision"):
+        tiny_config(**{"train.precision": "float16"})
+    with pytest.raises(ConfigError, match="train.jit_compile"):
+        tiny_config(**{"train.jit_compile": "sometimes"})
+    assert tiny_config().train.jit_compile == "auto"
+
+
+def test_auto_jit_is_off_on_a_cpu_only_machine():
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is present: 'auto' turns XLA on")
+    method = build_method(tiny_config(), CLASSES, steps_per_epoch=1)
+    assert method.jit_compile is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_trains_under_xla(name):
+    method, _, history = _train_a_few_steps(name, **{"train.jit_compile": True})
+    assert method.jit_compile is True
+    for term in ("loss", *(f"{t}_loss" for t in method.loss_terms)):
+        assert np.all(np.isfinite(history[term])), (term, history[term])
