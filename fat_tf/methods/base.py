@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from fat_tf.config import MethodConfig
+from fat_tf.distribute import is_multi_worker
 from fat_tf.metrics import Lwlrap
 from fat_tf.models.tagger import tagger_parts
 from fat_tf.ops.losses import get_loss, sigmoid_bce
@@ -168,31 +169,142 @@ class Method(keras.Model):
         return trackers + [self.lwlrap_metric]
 
     def train_step(self, data):
+        """One optimiser step; under a ``tf.distribute`` strategy, one replica's share.
+
+        Each replica's loss terms are means over its own examples. Gradients of all
+        replicas are *summed* by the optimiser, so the loss they differentiate is the
+        total divided by ``num_replicas_in_sync`` (what Keras' own losses do), which
+        makes the update that of the mean over the global batch; the metrics track the
+        undivided loss. Mixed precision's loss scale applies on top. Under several
+        replicas, each replica also draws its own random numbers
+        (:meth:`replica_random_draws`) and BatchNorm moving statistics are averaged
+        across replicas after the step (:meth:`sync_replica_statistics`).
+        """
         inputs, labels = data
-        mel = self.batch_logmel(inputs, "audio", "logmel")
-        unlabelled = self.batch_logmel(inputs, "unlabelled", "unlabelled_logmel")
-        variables = self.tagger.trainable_variables
-        with tf.GradientTape() as tape:
-            terms = self.compute_losses(mel, labels, unlabelled, tape)
-            total = tf.add_n(
-                [tf.cast(weight, tf.float32) * loss for loss, weight in terms.values()]
-            )
-            scaled = self.optimizer.scale_loss(total)
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply(grads, variables)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with self.replica_random_draws():
+            mel = self.batch_logmel(inputs, "audio", "logmel")
+            unlabelled = self.batch_logmel(inputs, "unlabelled", "unlabelled_logmel")
+            variables = self.tagger.trainable_variables
+            with tf.GradientTape() as tape:
+                terms = self.compute_losses(mel, labels, unlabelled, tape)
+                total = tf.add_n(
+                    [tf.cast(weight, tf.float32) * loss for loss, weight in terms.values()]
+                )
+                per_replica = total / replicas if replicas > 1 else total
+                scaled = self.optimizer.scale_loss(per_replica)
+            grads = tape.gradient(scaled, variables)
+            self.optimizer.apply(grads, variables)
+        self.sync_replica_statistics()
         self.loss_tracker.update_state(total)
         for term, (loss, weight) in terms.items():
             loss_tracker, weight_tracker = self.term_trackers[term]
             loss_tracker.update_state(loss)
             weight_tracker.update_state(weight)
-        return {m.name: m.result() for m in self.metrics[:-1]}
+        return _step_logs({m.name: m.result() for m in self.metrics[:-1]})
+
+    # ------------------------------------------------- distributed training
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' TF trainer, for a model created under a strategy, pulls one batch and
+        # all-reduces it across replicas only to build the model symbolically; that
+        # fails on dict inputs under MultiWorkerMirroredStrategy. A method is built by
+        # fat_tf.training.build_method (model called, optimiser built), so skip it then.
+        if (self.optimizer is not None and self.optimizer.built
+                and all(layer.built for layer in self._flatten_layers())):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _make_function(self, step_function):
+        # Under multi-worker training the steps return rank-1 logs (see _step_logs);
+        # hand them to callbacks and History as scalars again.
+        function = super()._make_function(step_function)
+        if not is_multi_worker(self.distribute_strategy):
+            return function
+
+        def scalar_logs(iterator):
+            return {k: tf.reshape(v, []) for k, v in function(iterator).items()}
+
+        return scalar_logs
+
+    def replica_random_draws(self):
+        """Context manager: under several replicas, every replica draws its own random
+        numbers inside the block (augmentation, dropout, mixup partners, VAT noise).
+
+        Keras seed generators are mirrored variables, identical on every replica, so
+        without this each replica would repeat replica 0's draws on its own examples.
+        On entry, each replica adds ``replica_id * REPLICA_SEED_STRIDE`` to the seed
+        half of every seed generator's state (its local copy only); on exit it takes
+        it away. Every replica draws equally often, so the copies are identical again
+        after the block and checkpoints hold one consistent state. A no-op with one
+        replica, so single-device runs draw exactly as before.
+        """
+        return _ReplicaSeedOffset(self)
+
+    def sync_replica_statistics(self) -> None:
+        """Under several replicas, set every BatchNorm moving mean and variance of the
+        tagger to its mean over the replicas (one all-reduce per step).
+
+        Each replica normalises with its own batch statistics (unless a layer is
+        ``synchronized``), so the moving statistics, which Keras updates only on the
+        replica's own copy, would drift apart; averaging keeps one consistent state,
+        which is what evaluation, the EMA teacher and checkpoints read. Averaging the
+        per-replica moving variances ignores the spread of the per-replica means, the
+        usual approximation without synchronised BatchNorm. A no-op with one replica.
+        """
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return
+        statistics = _batchnorm_statistics(self.tagger)
+        if not statistics:
+            return
+        means = context.all_reduce(
+            tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in statistics]
+        )
+        for variable, mean in zip(statistics, means):
+            variable.assign(mean)
 
     def test_step(self, data):
         inputs, labels = data
-        logits = self.clip_logits(inputs)
-        self.loss_tracker.update_state(tf.reduce_mean(sigmoid_bce(labels, logits)))
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            # a last batch with fewer clips than replicas leaves some replica nothing,
+            # and TensorFlow's layers fail on empty batches: skip the model there
+            logits = tf.cond(
+                tf.shape(labels)[0] > 0,
+                lambda: tf.cast(self.clip_logits(inputs), tf.float32),
+                lambda: tf.zeros([0, self.num_classes], tf.float32),
+            )
+        else:
+            logits = self.clip_logits(inputs)
+        # per clip, so that val_loss is the mean over clips however batches are split
+        # (an empty replica share adds nothing)
+        self.loss_tracker.update_state(sigmoid_bce(labels, logits))
         self.lwlrap_metric.update_state(labels, logits)
-        return {"loss": self.loss_tracker.result(), "lwlrap": self.lwlrap_metric.result()}
+        return _step_logs(self.evaluation_results())
+
+    def evaluation_results(self) -> dict[str, tf.Tensor]:
+        """Validation loss (mean over clips) and lwlrap of everything evaluated so far.
+
+        Keras keeps a metric's state per replica and sums it only when read outside
+        the step, while the step's logs are per-replica results averaged, which for a
+        ratio such as lwlrap (or a mean over unequal shares of a last batch) is not the
+        result on all clips. Under several replicas the states are therefore summed
+        across replicas here (one all-reduce per evaluation step) before the ratios
+        are taken.
+        """
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return {"loss": self.loss_tracker.result(), "lwlrap": self.lwlrap_metric.result()}
+        total, count = context.all_reduce(
+            tf.distribute.ReduceOp.SUM, [tf.identity(self.loss_tracker.total.value),
+                                         tf.identity(self.loss_tracker.count.value)])
+        precision_sum, positives = context.all_reduce(
+            tf.distribute.ReduceOp.SUM, [tf.identity(self.lwlrap_metric.precision_sum.value),
+                                         tf.identity(self.lwlrap_metric.positives.value)])
+        return {
+            "loss": tf.math.divide_no_nan(total, count),
+            "lwlrap": tf.math.divide_no_nan(tf.reduce_sum(precision_sum),
+                                            tf.reduce_sum(positives)),
+        }
 
     def predict_step(self, data):
         inputs = data[0] if isinstance(data, tuple) else data
@@ -216,15 +328,15 @@ class frozen_batchnorm_statistics:
     exit, so extra forward passes (VAT's perturbed passes, MixMatch's label guessing)
     leave the statistics exactly as the main pass set them.
 
+    Under a ``tf.distribute`` strategy it works in replica context: each replica saves
+    and restores its own copy of the statistics.
+
     Args:
         model: the model whose BatchNormalization layers are protected.
     """
 
     def __init__(self, model: keras.Model):
-        self.variables = [
-            v for v in model.non_trainable_variables
-            if v.name in ("moving_mean", "moving_variance")
-        ]
+        self.variables = _batchnorm_statistics(model)
         self.saved: list[tf.Tensor] = []
 
     def __enter__(self):
@@ -234,4 +346,54 @@ class frozen_batchnorm_statistics:
     def __exit__(self, *exc):
         for variable, value in zip(self.variables, self.saved):
             variable.assign(value)
+        return False
+
+
+def _step_logs(logs: dict) -> dict:
+    """A step's logs as Keras' TF trainer can reduce them across replicas.
+
+    Under ``MultiWorkerMirroredStrategy`` over several workers, Keras 3 reduces each
+    log with ``strategy.reduce("MEAN", value, axis=0)``, which fails on scalars
+    (tensorflow/tensorflow#72388); there each value is returned with shape ``[1]``
+    (every replica holds the same synchronised metric value, so the mean is that
+    value) and :meth:`Method._make_function` makes it a scalar again.
+    """
+    if not is_multi_worker(tf.distribute.get_strategy()):
+        return logs
+    return {k: tf.reshape(v, [1]) for k, v in logs.items()}
+
+
+#: Seed offset between consecutive replicas (see :meth:`Method.replica_random_draws`).
+REPLICA_SEED_STRIDE = 1_000_003
+
+
+def _batchnorm_statistics(model: keras.Model) -> list:
+    """The moving means and variances of ``model``'s BatchNormalization layers."""
+    return [v for v in model.non_trainable_variables
+            if v.name in ("moving_mean", "moving_variance")]
+
+
+class _ReplicaSeedOffset:
+    """See :meth:`Method.replica_random_draws`."""
+
+    def __init__(self, method: Method):
+        self.states = [v for v in method.non_trainable_variables
+                       if v.name == "seed_generator_state"]
+        self.offset = None
+
+    def __enter__(self):
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1 or not self.states:
+            return self
+        replica = tf.cast(context.replica_id_in_sync_group, "int64")
+        self.offset = tf.stack([replica * REPLICA_SEED_STRIDE, tf.constant(0, "int64")])
+        for state in self.states:
+            state.assign(state.value + tf.cast(self.offset, state.dtype))
+        return self
+
+    def __exit__(self, *exc):
+        if self.offset is not None:
+            for state in self.states:
+                state.assign(state.value - tf.cast(self.offset, state.dtype))
+            self.offset = None
         return False
