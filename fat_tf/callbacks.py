@@ -56,13 +56,25 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     previous one; after it, the new one), never from weights one epoch ahead of the
     epoch counter. Weights files no committed metadata names are deleted.
 
+    Multi-worker training (``agree`` given): every worker keeps its own backup, and a
+    kill can land after one worker committed an epoch and before another did. So the
+    previous backup is kept too (named in the metadata as ``previous``), and on resume
+    ``agree`` (a collective over the workers, see
+    :func:`fat_tf.distribute.agree_on_minimum`) picks the newest backup every worker
+    holds; a worker one backup ahead restores its previous one.
+
     Args:
         backup_dir: folder of the backup.
         save_freq: ``"epoch"`` or a number of batches.
+        agree: for multi-worker training, a function of this worker's newest backup
+            position (an int, 0 for none) returning the position all workers restore
+            (their minimum); None otherwise.
     """
 
-    def __init__(self, backup_dir: str, save_freq="epoch"):
+    def __init__(self, backup_dir: str, save_freq="epoch", agree=None):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
+        self.agree = agree
+        self._latest: dict | None = None  # the backup restored or last written
 
     def _committed(self) -> dict | None:
         """The committed metadata (epoch, batch, weights file name), or None."""
@@ -74,16 +86,40 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         metadata.setdefault("weights", os.path.basename(self._weights_path))
         return metadata
 
-    def _remove_uncommitted(self, keep: str | None) -> None:
+    def _remove_uncommitted(self, keep: str | None, previous: str | None = None) -> None:
         if not os.path.isdir(self.backup_dir):
             return
         for name in os.listdir(self.backup_dir):
-            if name.endswith(".weights.h5") and name != keep:
+            if name.endswith(".weights.h5") and name not in (keep, previous):
                 os.unlink(os.path.join(self.backup_dir, name))
+
+    @staticmethod
+    def _position(metadata: dict | None) -> int:
+        """A backup's place in training as one int (epoch, then batch); 0 for none."""
+        if not metadata:
+            return 0
+        return int(metadata["epoch"]) * 10**6 + int(metadata.get("batch") or 0)
 
     def _load_model(self):
         metadata = self._committed()
-        self._remove_uncommitted(metadata["weights"] if metadata else None)
+        previous = (metadata or {}).get("previous")
+        self._remove_uncommitted(metadata["weights"] if metadata else None,
+                                 previous["weights"] if previous else None)
+        if self.agree is not None:
+            target = self.agree(self._position(metadata))
+            if target != self._position(metadata):
+                if target == self._position(previous):
+                    metadata = previous
+                elif target == 0:
+                    metadata = None  # another worker has no backup yet: start afresh
+                else:
+                    raise FatTfError(
+                        f"{self.backup_dir}: the workers' backups are too far apart to "
+                        "resume together (this worker has epoch "
+                        f"{metadata['epoch'] if metadata else 0}); remove every worker's "
+                        "backup folder to start the run again"
+                    )
+        self._latest = {k: v for k, v in metadata.items() if k != "previous"} if metadata else None
         if metadata is None:
             return
         if self.model.optimizer is not None and not self.model.optimizer.built:
@@ -103,8 +139,13 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             if os.path.exists(tmp_weights):
                 os.unlink(tmp_weights)
         metadata = {"epoch": epoch, "batch": batch, "weights": name}
+        previous = None
+        if self.agree is not None:  # multi-worker: keep this session's last backup too
+            if self._latest is not None and self._latest["weights"] != name:
+                metadata["previous"] = previous = self._latest
+        self._latest = {k: v for k, v in metadata.items() if k != "previous"}
         atomic_write_text(self._training_metadata_path, json.dumps(metadata))
-        self._remove_uncommitted(keep=name)
+        self._remove_uncommitted(keep=name, previous=previous["weights"] if previous else None)
 
 
 class MetricsCSV(keras.callbacks.Callback):

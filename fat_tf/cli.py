@@ -56,6 +56,18 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                              "--set data.unlabelled_ratio=2 (repeatable)")
 
 
+def add_strategy_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--strategy none|mirrored|multiworker`` (distributed training; not part of
+    the run config, so a run may resume under another strategy with the same batching).
+    """
+    parser.add_argument(
+        "--strategy", default="none", choices=["none", "mirrored", "multiworker"],
+        help="tf.distribute strategy: 'mirrored' trains on every local GPU, "
+             "'multiworker' on several machines described by the TF_CONFIG environment "
+             "variable (see the README); --batch-size is then the batch per replica",
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Resolve preset or config file, shortcut flags, then ``--set`` overrides."""
     config = Config.from_json(args.config) if args.config else get_preset(args.preset)

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from fat_tf.cli import add_config_arguments, config_from_args, run_cli
+from fat_tf.cli import add_config_arguments, add_strategy_argument, config_from_args, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None,
                         help="run folder (default: runs/<method>-<time>)")
     add_config_arguments(parser)
+    add_strategy_argument(parser)
     return parser
 
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             data_dir = default_demo_dir()
             print(f"using the demo dataset in {data_dir}")
         out = args.out or f"runs/{config.train.method}-{time.strftime('%Y%m%d-%H%M%S')}"
-        summary = train(config, data_dir, out)
+        summary = train(config, data_dir, out, strategy=args.strategy)
         print(json.dumps(summary, indent=2))
         print(
             f"validation lwlrap {summary['val_lwlrap']:.4f} "

@@ -18,6 +18,7 @@ left as it is. Every file is written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -40,6 +41,14 @@ from fat_tf.config import Config, ConfigError, atomic_write_text
 from fat_tf.data import pipeline
 from fat_tf.data.manifest import FatDataset, Manifest, load_dataset
 from fat_tf.data.split import stratified_split, subsample
+from fat_tf.distribute import (
+    agree_on_minimum,
+    is_multi_worker,
+    make_strategy,
+    num_replicas,
+    shard_by_data,
+    worker_role,
+)
 from fat_tf.errors import FatTfError
 from fat_tf.layers import LogMel
 from fat_tf.methods import get_method
@@ -113,27 +122,46 @@ def split_data(dataset: FatDataset, config: Config, uses_unlabelled: bool) -> Tr
     return TrainingData(dataset.class_names, paths, labels, curated.subset(val_idx), unlabelled)
 
 
+def global_batch_size(config: Config, train_clips: int, replicas: int = 1) -> int:
+    """Labelled clips per optimiser step: ``data.batch_size`` per replica times
+    ``replicas``, the per-replica batch capped so that one step fits in the clips.
+
+    Args:
+        config: the run config.
+        train_clips: number of labelled training clips.
+        replicas: replicas training in sync.
+    """
+    return max(1, min(config.data.batch_size, train_clips // replicas)) * replicas
+
+
 def make_datasets(
-    data: TrainingData, config: Config
+    data: TrainingData, config: Config, replicas: int = 1
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
     """The training and validation ``tf.data`` streams and the steps per epoch.
+
+    Batches are global: ``data.batch_size`` labelled clips (and
+    ``data.eval_batch_size`` validation clips) per replica, times ``replicas``; a
+    distribution strategy splits each batch evenly across its replicas. With more than
+    one replica the streams' auto-shard policy is ``DATA`` (see
+    :func:`fat_tf.distribute.shard_by_data`).
 
     Args:
         data: the split clips.
         config: the run config.
+        replicas: replicas training in sync (1 without a distribution strategy).
     """
     d, fe, seed = config.data, config.frontend, config.train.seed
-    batch = min(d.batch_size, len(data.train_paths))
+    global_batch = global_batch_size(config, len(data.train_paths), replicas)
     common = dict(sample_rate=fe.sample_rate, crop_samples=config.crop_samples, seed=seed,
                   cache=d.cache, shuffle_buffer=d.shuffle_buffer, parallel_calls=d.parallel_calls)
     if d.feature_cache:  # log-mel in the pipeline, cropped in frames
         common.update(crop_samples=d.crop_frames,
                       logmel=LogMel(**dataclasses.asdict(fe), name="pipeline_logmel"))
-    train = pipeline.training_dataset(data.train_paths, data.train_labels, batch_size=batch,
-                                      **common)
+    train = pipeline.training_dataset(data.train_paths, data.train_labels,
+                                      batch_size=global_batch, **common)
     if data.unlabelled_paths is not None:
         unlabelled = pipeline.unlabelled_dataset(
-            data.unlabelled_paths, batch_size=batch * d.unlabelled_ratio,
+            data.unlabelled_paths, batch_size=global_batch * d.unlabelled_ratio,
             **{**common, "seed": seed + 7919},
         )
         train = pipeline.semi_supervised_dataset(train, unlabelled)
@@ -141,23 +169,35 @@ def make_datasets(
     validation = pipeline.evaluation_dataset(
         data.validation.paths, data.validation.labels, sample_rate=fe.sample_rate,
         window_samples=window, hop_samples=max(1, int(window * d.eval_hop_fraction)),
-        max_windows=d.max_eval_windows, batch_size=d.eval_batch_size, cache=d.cache,
-        parallel_calls=d.parallel_calls,
+        max_windows=d.max_eval_windows, batch_size=d.eval_batch_size * replicas,
+        cache=d.cache, parallel_calls=d.parallel_calls,
     )
-    steps = config.train.steps_per_epoch or max(1, len(data.train_paths) // batch)
+    steps = config.train.steps_per_epoch or max(1, len(data.train_paths) // global_batch)
     if config.train.steps_per_epoch:
         train = train.repeat()
+    if replicas > 1:
+        train, validation = shard_by_data(train), shard_by_data(validation)
     return train, validation, steps
 
 
-def build_method(config: Config, num_classes: int, steps_per_epoch: int):
+def build_method(config: Config, num_classes: int, steps_per_epoch: int, strategy=None):
     """Build the tagger, wrap it in the configured method and compile it.
 
     Args:
         config: the run config.
         num_classes: number of classes.
         steps_per_epoch: optimiser steps per epoch (for schedules and ramps).
+        strategy: None, a strategy name or a ``tf.distribute.Strategy`` (see
+            :func:`fat_tf.distribute.make_strategy`); the method, its optimiser and
+            all their variables are created under its scope.
     """
+    strategy = make_strategy(strategy)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        return _build_method(config, num_classes, steps_per_epoch)
+
+
+def _build_method(config: Config, num_classes: int, steps_per_epoch: int):
     keras.mixed_precision.set_dtype_policy(config.train.precision)
     keras.utils.set_random_seed(config.train.seed)
     tagger = build_tagger(config, num_classes)
@@ -254,50 +294,106 @@ def check_free_space(run_dir: Path, method) -> None:
         )
 
 
+def _check_same_batching(folder: Path, record: dict) -> None:
+    """Refuse to resume a run with another global batch or number of steps per epoch.
+
+    Schedules and ramp-ups count optimiser steps in epochs of ``steps_per_epoch``
+    steps; resuming with another number of replicas would change it mid-run.
+    """
+    metadata, previous = folder / "backup" / "training_metadata.json", folder / "data.json"
+    if not (metadata.exists() and previous.exists()):
+        return
+    with open(previous, encoding="utf-8") as f:
+        before = json.load(f)
+    changed = [k for k in ("global_batch_size", "steps_per_epoch")
+               if k in before and before[k] != record[k]]
+    if changed:
+        raise RunFolderError(
+            f"{folder} was started with {before.get('replicas', 1)} replica(s), a global "
+            f"batch of {before['global_batch_size']} clips and {before['steps_per_epoch']} "
+            f"steps per epoch; this session has {record['replicas']} replica(s), "
+            f"{record['global_batch_size']} and {record['steps_per_epoch']}. Resume it with "
+            "the same number of replicas (or start a new --out folder)"
+        )
+
+
 def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
-          verbose: int | str = "auto") -> dict:
+          verbose: int | str = "auto", strategy=None) -> dict:
     """Train as ``config`` says on the dataset in ``data_dir``; fill ``run_dir``.
+
+    Under a distribution strategy, ``data.batch_size`` is the batch per replica (see
+    :func:`make_datasets`). Under multi-worker training only the chief writes the run
+    folder; every other worker keeps its own resumable backup (and a copy of the config
+    and of ``data.json``) in ``run_dir/workers/<type>-<index>/``, on its own disk unless
+    ``run_dir`` is shared, and writes no models, metrics or logs. Every worker resumes
+    from its own backup; all of them are written at the same epochs.
 
     Args:
         config: the resolved run config.
         data_dir: a FAT2019-layout dataset folder.
         run_dir: the run folder (created, or resumed if it holds an unfinished run).
         verbose: Keras ``fit`` verbosity (progress bar by default).
+        strategy: None (default device), ``"mirrored"``, ``"multiworker"`` or a
+            ``tf.distribute.Strategy`` (see :func:`fat_tf.distribute.make_strategy`).
 
     Returns:
-        the summary dict also written to ``summary.json``.
+        the summary dict also written to ``summary.json`` (on a non-chief worker, to its
+        own folder).
     """
+    strategy = make_strategy(strategy)  # first: multi-worker set-up precedes other TF work
+    replicas = num_replicas(strategy)
+    role = worker_role(strategy)
     run_dir = Path(run_dir)
-    if prepare_run_folder(run_dir, config):
-        with open(run_dir / "summary.json", encoding="utf-8") as f:
+    folder = run_dir if role.is_chief else run_dir / "workers" / role.name
+    if prepare_run_folder(folder, config):
+        with open(folder / "summary.json", encoding="utf-8") as f:
             summary = json.load(f)
-        print(f"{run_dir}: this run already finished; summary.json is unchanged")
+        print(f"{folder}: this run already finished; summary.json is unchanged")
         return summary
     dataset = load_dataset(data_dir, sample_rate=config.frontend.sample_rate)
     method_cls = get_method(config.train.method)
     data = split_data(dataset, config, method_cls.uses_unlabelled)
-    atomic_write_text(run_dir / "data.json", json.dumps({
+    # tf.data seeds combine with the global seed, so set it before building the streams
+    keras.utils.set_random_seed(config.train.seed)
+    train_ds, val_ds, steps = make_datasets(data, config, replicas)
+    batching = {"strategy": type(strategy).__name__ if strategy else None,
+                "replicas": replicas,
+                "global_batch_size": global_batch_size(config, len(data.train_paths), replicas),
+                "steps_per_epoch": steps}
+    _check_same_batching(folder, batching)
+    atomic_write_text(folder / "data.json", json.dumps({
         "data_dir": str(Path(data_dir).resolve()),
         "class_names": list(data.class_names),
         "train_clips": len(data.train_paths),
         "unlabelled_clips": len(data.unlabelled_paths or []),
+        **batching,
         "validation_fnames": list(data.validation.fnames),
     }, indent=2))
-    # tf.data seeds combine with the global seed, so set it before building the streams
-    keras.utils.set_random_seed(config.train.seed)
-    train_ds, val_ds, steps = make_datasets(data, config)
-    method = build_method(config, len(data.class_names), steps)
-    check_free_space(run_dir, method)
+    if replicas > 1:
+        print(f"training on {replicas} replicas ({batching['strategy']}, {role.name}); "
+              f"global batch {batching['global_batch_size']} clips")
+    method = build_method(config, len(data.class_names), steps, strategy)
+    check_free_space(folder, method)
     # The backup goes last: an epoch's CSV row and best model are written before the
     # backup that marks the epoch done, so a kill in between re-runs (and rewrites) it.
     best_model = SaveBestModel(str(run_dir / "best.keras"))
+    if role.is_chief:
+        outputs = [
+            MetricsCSV(str(run_dir / "metrics.csv")),
+            best_model,
+            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        ]
+    else:  # every worker computes the same logs; only the chief writes them
+        outputs = []
     callbacks = [
         StopOnNonFiniteLoss(),
         *method.extra_callbacks(),
-        MetricsCSV(str(run_dir / "metrics.csv")),
-        best_model,
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
-        AtomicBackupAndRestore(str(run_dir / "backup")),
+        *outputs,
+        AtomicBackupAndRestore(
+            str(folder / "backup"),
+            agree=(lambda position: agree_on_minimum(strategy, position))
+            if is_multi_worker(strategy) else None,
+        ),
     ]
     started = time.time()
     history = method.fit(
@@ -305,22 +401,24 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
         steps_per_epoch=steps if config.train.steps_per_epoch else None,
         callbacks=callbacks, verbose=verbose, shuffle=False,
     )
-    atomic_save_model(method.evaluated_model, str(run_dir / "model.keras"))
     scores = history.history.get("val_lwlrap")
     if scores:  # the last epoch already scored the final model
         final_lwlrap = scores[-1]
-    else:  # every epoch ran in an earlier session
+    else:  # every epoch ran in an earlier session (all workers evaluate together)
         final_lwlrap = method.evaluate(val_ds, verbose=0, return_dict=True)["lwlrap"]
+    if role.is_chief:
+        atomic_save_model(method.evaluated_model, str(run_dir / "model.keras"))
     summary = {
         "method": config.train.method,
         "epochs": config.train.epochs,
         "val_lwlrap": float(final_lwlrap),
-        "best_val_lwlrap": best_model.best(),
+        "best_val_lwlrap": best_model.best() if role.is_chief else None,
         "chance_lwlrap": chance_lwlrap(data.validation.labels, config.train.seed),
         "validation_clips": len(data.validation),
         "train_clips": len(data.train_paths),
+        "replicas": replicas,
         "train_seconds_this_session": round(time.time() - started, 1),
         "epochs_run_this_session": len(history.epoch),
     }
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -123,8 +123,8 @@ def poison_audio_after(monkeypatch, run: Path, epoch: int) -> None:
     def poisoned(audio):
         return audio * np.float32("nan") if (committed_epoch(run) or 0) >= epoch else audio
 
-    def make_datasets(data, config):
-        train_ds, val_ds, steps = real(data, config)
+    def make_datasets(data, config, *args, **kwargs):
+        train_ds, val_ds, steps = real(data, config, *args, **kwargs)
 
         def poison(inputs, labels):
             audio = tf.numpy_function(poisoned, [inputs["audio"]], tf.float32, stateful=True)
