@@ -23,11 +23,16 @@ keras-tuner hyperparameter of the same name:
 * ``choice``: ``values`` (any JSON values: lists such as channel widths and ``null`` are
   passed to keras-tuner as their JSON text and decoded again), optional ``default``;
 * ``boolean``: optional ``default`` (false);
-* ``fixed``: ``value`` (pins a setting for the whole search).
+* ``fixed``: ``value`` (pins a setting for the whole search; lists and ``null`` are
+  encoded like ``choice`` values).
 
 Each package default lives in ``fat_tf/search_spaces/<method>.json``.
 :meth:`SearchSpace.load` rejects unknown fields, unknown kinds, missing or extra keys and
-values the config does not accept, with one line naming the file and the entry.
+values the config does not accept (names such as ``optim.lr_schedule`` or
+``model.backbone`` are checked against the names the library accepts), and anything
+keras-tuner refuses (e.g. ``log`` sampling with a ``step`` <= 1), with one line naming the
+file and the entry. Hyperband sets each trial's epoch count itself, so
+:meth:`SearchSpace.check_tuner` refuses ``train.epochs`` in a Hyperband space.
 """
 
 from __future__ import annotations
@@ -83,7 +88,14 @@ class HyperparameterSpec:
 
     @property
     def encoded(self) -> bool:
-        """Whether choice values go to keras-tuner as JSON text (lists, null, mixed types)."""
+        """Whether values go to keras-tuner as JSON text.
+
+        True for a ``choice`` with lists, null or mixed types among its values, and for a
+        ``fixed`` list, object or null: keras-tuner takes only one scalar type per
+        hyperparameter.
+        """
+        if self.kind == "fixed":
+            return _scalar_type(self.options["value"]) is None
         if self.kind != "choice":
             return False
         values = self.options["values"]
@@ -107,7 +119,8 @@ class HyperparameterSpec:
             return hp.Choice(self.name, values, default=default)
         if self.kind == "boolean":
             return hp.Boolean(self.name, default=bool(o.get("default", False)))
-        return hp.Fixed(self.name, o["value"])
+        value = o["value"]
+        return hp.Fixed(self.name, _encode(value) if self.encoded else value)
 
     def config_value(self, value: Any) -> Any:
         """The config value of a keras-tuner value of this entry (decodes JSON text)."""
@@ -151,6 +164,26 @@ class SearchSpace:
     def names(self) -> list[str]:
         """The config fields of the space, in file order."""
         return [e.name for e in self.entries]
+
+    @property
+    def dimensions(self) -> int:
+        """The number of searched hyperparameters (``fixed`` entries excluded)."""
+        return sum(e.kind != "fixed" for e in self.entries)
+
+    def check_tuner(self, tuner: str) -> None:
+        """Refuse entries the search algorithm ``tuner`` sets itself.
+
+        Args:
+            tuner: ``random``, ``bayesian`` or ``hyperband``.
+
+        Raises:
+            ConfigError: ``train.epochs`` is in a Hyperband space (Hyperband gives each
+                trial its epoch count, up to ``--epochs``).
+        """
+        if tuner == "hyperband" and "train.epochs" in self.names:
+            raise ConfigError(f"{self.source}: entry 'train.epochs': Hyperband sets each "
+                              "trial's epoch count itself (the most is --epochs); remove "
+                              "the entry or use --tuner random or bayesian")
 
     @classmethod
     def load(cls, path: str | os.PathLike, base: Config | None = None) -> SearchSpace:
@@ -273,12 +306,35 @@ def _parse_entry(name: Any, spec: Any, source: str, base: Config) -> Hyperparame
         if "default" in options and not isinstance(options["default"], bool):
             raise fail(f"default must be true or false, got {options['default']!r}")
     entry = HyperparameterSpec(str(name), kind, options)
+    allowed = _allowed_names().get(entry.name)
     for value in entry.candidates():
         try:
             apply_overrides(base, {entry.name: value})
         except ConfigError as e:
             raise fail(f"value {value!r} is not accepted by the config ({e})") from None
+        if allowed is not None and value not in allowed:
+            raise fail(f"value {value!r} is not accepted by the config (choose from "
+                       f"{', '.join(allowed)})")
+    import keras_tuner
+
+    try:  # whatever keras-tuner itself refuses (e.g. log sampling with step <= 1)
+        entry.declare(keras_tuner.HyperParameters())
+    except Exception as e:  # any refusal becomes one line naming the entry
+        raise fail(f"keras-tuner refuses it: {' '.join(str(e).split())}") from None
     return entry
+
+
+def _allowed_names() -> dict[str, tuple[str, ...]]:
+    """The names the library accepts for string fields that ``Config`` does not check."""
+    from fat_tf.methods import METHODS
+    from fat_tf.models.head import POOLING_ORDERS
+    from fat_tf.models.tagger import BACKBONES
+    from fat_tf.ops.losses import LOSSES
+    from fat_tf.ops.schedules import SCHEDULES
+
+    return {"optim.lr_schedule": tuple(SCHEDULES), "model.backbone": tuple(BACKBONES),
+            "model.pooling": tuple(POOLING_ORDERS), "train.loss": tuple(LOSSES),
+            "train.method": tuple(METHODS)}
 
 
 def _scalar_type(value: Any) -> type | None:
