@@ -11,8 +11,14 @@ The search folder it fills:
 * ``tuner/`` — keras-tuner's project (oracle state, one ``trial_<id>/trial.json`` each);
 * ``runs/trial_<id>/`` — each trial's run folder, plus ``tune.json`` (trial id, tuner id,
   hyperparameter values);
-* ``trials.csv`` and ``trials.md`` — one row per trial: id, status, score, values, error;
-* ``best_config.json`` — the best trial's full config, for ``fat_tf.train --config``.
+* ``trials.csv`` and ``trials.md`` — one row per trial: id, status, score, the epochs it
+  trained to, values, error;
+* ``best_config.json`` — the best trial's full config, for ``fat_tf.train --config``,
+  with the search's ``train.epochs`` (under Hyperband: ``--epochs``, not the trial's
+  shortened count).
+
+``search.json`` is written only once the tuner has been built, so a search that cannot
+start leaves nothing that would refuse the corrected rerun.
 
 Rerunning the same search resumes it: finished trials are kept, an interrupted trial is
 run again and its run folder resumes from its last completed epoch.
@@ -23,11 +29,21 @@ earlier trial's folder (its backup, metrics and best model) and training resumes
 earlier trial's last completed epoch up to the new epoch count. Schedules and ramps depend
 on the epoch, not on the total, so this equals one longer run. If the earlier run folder
 is missing (e.g. on another machine), the trial trains from scratch for the full count.
+Hyperband trains no continuation before the first bracket's first round has been handed
+out in full (:func:`hyperband_schedule`), so ``--max-trials`` below that makes it a
+random search of short runs; :func:`run_search` warns.
+
+Failed trials are final in keras-tuner (they keep their id and count toward
+``max_trials``); ``retry_failed`` queues them again on a resumed search. After
+``max_failures`` failures in a row the oracle hands out no new trial (see
+:class:`_FailureLimit`).
 
 Distributed search follows keras-tuner: with ``KERASTUNER_ORACLE_IP``,
 ``KERASTUNER_ORACLE_PORT`` and ``KERASTUNER_TUNER_ID`` set, the process whose tuner id
 contains ``chief`` serves the oracle (and writes the results when the search ends); every
-other process is a worker that asks it for trials. All must share the search folder.
+other process is a worker that asks it for trials. All must share the search folder; a
+worker waits up to :data:`WORKER_WAIT_S` seconds for the chief's ``search.json`` and
+refuses to run a different search.
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -63,7 +80,7 @@ class SearchError(FatTfError):
 
 
 class TooManyFailures(SearchError):
-    """``max_failures`` trials failed in a row, so the search stopped."""
+    """``max_failures`` trials failed in a row, so the oracle stopped the search."""
 
 
 def role() -> str:
@@ -156,24 +173,21 @@ class SearchTuner(keras_tuner.Tuner):
 
     Works with any oracle (random, Bayesian, Hyperband). Each trial trains in
     ``runs_dir/trial_<id>``; a failing trial is recorded as FAILED with a one-line error
-    (no traceback), and ``max_failures`` consecutive failures stop a single-process
-    search (workers of a distributed search keep going, so the chief can finish).
+    (no traceback). Consecutive failures are limited by the oracle (see
+    :func:`make_oracle`), which stops handing out trials, so distributed workers stop too.
 
     Args:
         oracle: a keras-tuner oracle with objective ``val_lwlrap`` (max).
         hypermodel: the :class:`TrainingHyperModel`.
         runs_dir: folder of the trials' run folders.
-        max_failures: consecutive failed trials that stop the search (0: never).
         **kwargs: ``directory``, ``project_name``, ``overwrite`` of ``keras_tuner.Tuner``.
     """
 
     def __init__(self, oracle, hypermodel: TrainingHyperModel, runs_dir: str | os.PathLike,
-                 max_failures: int = 3, **kwargs):
+                 **kwargs):
         self.runs_dir = Path(runs_dir)
-        self.max_failures = max_failures
-        self.consecutive_failures = 0
         self.trials_run: list[tuple[str, str, float | None, str]] = []
-        self._last: tuple[float | None, str] = (None, "")
+        self._scores: dict[str, float] = {}
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
     def run_dir(self, trial_id: str) -> Path:
@@ -181,22 +195,41 @@ class SearchTuner(keras_tuner.Tuner):
         return self.runs_dir / f"trial_{trial_id}"
 
     def trial_config(self, hp) -> Config:
-        """The run config of a trial's hyperparameters (incl. Hyperband's epoch count)."""
+        """The config a trial trains (with Hyperband's epoch count for this trial).
+
+        Args:
+            hp: the trial's hyperparameters (Hyperband adds ``tuner/epochs``).
+        """
         config = self.hypermodel.build(hp)
         values = hp.values
         if "tuner/epochs" in values:
             config = config.replace(**{"train.epochs": int(values["tuner/epochs"])})
         return config
 
+    def result_config(self, hp) -> Config:
+        """The config to train a trial's settings for real (``best_config.json``).
+
+        The search's own epoch count, not Hyperband's shortened ``tuner/epochs``: a
+        Hyperband trial of 2 epochs stands for settings meant to train ``--epochs``.
+
+        Args:
+            hp: the trial's hyperparameters.
+        """
+        return self.hypermodel.build(hp)
+
     def run_trial(self, trial, *args, **kwargs) -> dict:
         """Train one trial in its run folder and return its objective.
+
+        Args:
+            trial: the keras-tuner trial.
+            *args: ignored (``search``'s arguments).
+            **kwargs: ignored.
 
         Raises:
             keras_tuner.errors.FailedTrialError: with the run's error on one line.
         """
         values = dict(trial.hyperparameters.values)
         run_dir = self.run_dir(trial.trial_id)
-        self._last = (None, "")
         try:
             config = self.trial_config(trial.hyperparameters)
             previous = values.get("tuner/trial_id")
@@ -212,29 +245,27 @@ class SearchTuner(keras_tuner.Tuner):
                   + f", {config.train.epochs} epoch(s) -> {run_dir}", flush=True)
             result = self.hypermodel.fit(trial.hyperparameters, config, run_dir=run_dir)
         except Exception as e:
-            message = one_line(_describe(e))
-            self._last = (None, message)
-            raise keras_tuner.errors.FailedTrialError(message) from e
-        self._last = (result[OBJECTIVE], "")
+            raise keras_tuner.errors.FailedTrialError(one_line(_describe(e))) from e
+        self._scores[trial.trial_id] = result[OBJECTIVE]
         return result
 
     def on_trial_end(self, trial) -> None:
-        """Report the trial to the oracle, print one line, stop after too many failures."""
+        """Report the trial to the oracle, then print one line with its outcome.
+
+        Args:
+            trial: the finished trial (its status set by keras-tuner).
+        """
         super().on_trial_end(trial)
-        score, error = self._last
-        status = "COMPLETED" if score is not None else "FAILED"
+        status = str(trial.status)
+        score = self._scores.pop(trial.trial_id, None)
+        if status != "COMPLETED":
+            score = None
+        error = "" if status == "COMPLETED" else trial_error(trial.message)
         self.trials_run.append((trial.trial_id, status, score, error))
-        if score is not None:
+        if status == "COMPLETED":
             print(f"trial {trial.trial_id} done: {OBJECTIVE} {score:.4f}", flush=True)
-            self.consecutive_failures = 0
-            return
-        print(f"trial {trial.trial_id} failed: {error}", flush=True)
-        self.consecutive_failures += 1
-        if (self.max_failures and self.consecutive_failures >= self.max_failures
-                and role() == "single"):
-            raise TooManyFailures(f"{self.consecutive_failures} trials failed in a row; the "
-                              f"search stops (--max-failures {self.max_failures}). "
-                              f"Last error: {error}")
+        else:
+            print(f"trial {trial.trial_id} failed: {error}", flush=True)
 
 
 def _describe(e: BaseException) -> str:
@@ -270,8 +301,154 @@ def continue_run(previous: Path, run_dir: Path) -> bool:
     return True
 
 
+class _FailureLimit:
+    """Oracle mixin: stop handing out new trials after ``max_failures`` failures in a row.
+
+    keras-tuner's own limit raises inside the oracle, which leaves a distributed chief
+    waiting forever and makes a resumed search fail on its first trial. This one counts
+    the failures that end while this process serves the oracle (a resumed search starts
+    again from 0) and then answers every request for a new trial with STOPPED, the way a
+    finished search does: single-process searches end, distributed workers exit after
+    their current trial, and the chief exits once they have.
+    """
+
+    max_failures = 0
+    consecutive_failures = 0
+    failure_stopped = False
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        """Record a finished trial (keras-tuner), then count consecutive failures.
+
+        Args:
+            trial: the finished trial.
+        """
+        super().end_trial(trial)
+        status = self.trials[trial.trial_id].status
+        if status == "FAILED":
+            self.consecutive_failures += 1
+        elif status == "COMPLETED":
+            self.consecutive_failures = 0
+
+    def populate_space(self, trial_id):
+        """keras-tuner's next trial, or STOPPED once the failure limit is reached.
+
+        Args:
+            trial_id: the id of the trial to fill.
+        """
+        if self.max_failures and self.consecutive_failures >= self.max_failures:
+            self.failure_stopped = True
+            return {"status": "STOPPED"}
+        return super().populate_space(trial_id)
+
+    def retry_failed(self) -> list[str]:
+        """Queue every FAILED trial to run again (same id and run folder); return the ids.
+
+        Uses the queue keras-tuner itself uses for interrupted trials, which
+        ``create_trial`` serves before any new trial.
+        """
+        queued = set(self._retry_queue)
+        ids = sorted((t.trial_id for t in self.trials.values()
+                      if t.status == "FAILED" and t.trial_id not in queued),
+                     key=lambda t: (len(t), t))
+        self._retry_queue.extend(reversed(ids))  # served from the end: lowest id first
+        if ids:
+            self.save()
+        return ids
+
+
+class RandomOracle(_FailureLimit, keras_tuner.oracles.RandomSearchOracle):
+    """keras-tuner's random search with the failure limit of :class:`_FailureLimit`."""
+
+
+class BayesianOracle(_FailureLimit, keras_tuner.oracles.BayesianOptimizationOracle):
+    """keras-tuner's Bayesian optimisation with the failure limit of :class:`_FailureLimit`."""
+
+
+class HyperbandOracle(_FailureLimit, keras_tuner.oracles.HyperbandOracle):
+    """keras-tuner's Hyperband with a cap on the number of trials and the failure limit.
+
+    keras-tuner's ``HyperbandOracle`` runs its own schedule and takes no ``max_trials``;
+    this one also stops after ``max_trials`` trials (the base ``Oracle``'s cap).
+
+    Args:
+        max_trials: most trials in all (None: Hyperband's schedule alone).
+        **kwargs: arguments of ``keras_tuner.oracles.HyperbandOracle``.
+    """
+
+    def __init__(self, max_trials: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_trials = max_trials
+
+
+def hyperband_schedule(max_epochs: int, factor: int) -> list[list[tuple[int, int]]]:
+    """Hyperband's brackets in the order keras-tuner runs them (one iteration).
+
+    Each bracket is a list of rounds ``(trials, epochs)``: the first round trains that
+    many new trials for that many epochs, each later round continues the best of the
+    previous round for more epochs (each continuation is a trial of its own). A bracket
+    starts its second round only after its first round's trials have all been handed out.
+    Follows ``keras_tuner.oracles.HyperbandOracle`` (``min_epochs`` 1, one iteration).
+
+    Args:
+        max_epochs: the most epochs a trial trains (``--epochs``).
+        factor: the reduction factor (``--hyperband-factor``).
+    """
+    brackets, epochs = 0, float(max_epochs)
+    while epochs >= 1:
+        epochs /= factor
+        brackets += 1
+    end_size = math.ceil(1 + math.log(max_epochs, factor))
+    schedule = []
+    for bracket in reversed(range(brackets)):
+        schedule.append([
+            (math.ceil(end_size / (bracket + 1) * factor ** (bracket - r)),
+             math.ceil(max_epochs / factor ** (bracket - r)))
+            for r in range(bracket + 1)])
+    return schedule
+
+
+def hyperband_warning(max_trials: int, max_epochs: int, factor: int) -> str | None:
+    """A warning when ``max_trials`` cuts Hyperband's first bracket short, else None.
+
+    Args:
+        max_trials: ``--max-trials``.
+        max_epochs: ``--epochs``.
+        factor: ``--hyperband-factor``.
+    """
+    schedule = hyperband_schedule(max_epochs, factor)
+    first = schedule[0]
+    first_size = sum(n for n, _ in first)
+    if max_trials >= first_size:
+        return None
+    rounds = ", then ".join(f"{n} of {e} epoch(s)" for n, e in first)
+    total = sum(n for bracket in schedule for n, _ in bracket)
+    if max_trials <= first[0][0]:
+        effect = (f"no trial is ever continued and every trial trains {first[0][1]} "
+                  "epoch(s): a random search of short runs")
+    else:
+        effect = "the first bracket stops before its last round"
+    return (f"Hyperband's first bracket (--epochs {max_epochs}, --hyperband-factor {factor}) "
+            f"is {first_size} trials ({rounds}) and one full Hyperband iteration "
+            f"{total}; with --max-trials {max_trials} {effect}. Raise --max-trials to "
+            f"{first_size} or more, or lower --epochs or raise --hyperband-factor")
+
+
+def default_initial_points(dimensions: int, max_trials: int) -> int:
+    """Random trials before Bayesian optimisation: ``max(2, min(3 * dims, max_trials // 2))``.
+
+    keras-tuner's own default (3 per hyperparameter) can exceed the whole search.
+
+    Args:
+        dimensions: the number of searched hyperparameters.
+        max_trials: ``--max-trials``.
+    """
+    return max(2, min(3 * dimensions, max_trials // 2))
+
+
 def make_oracle(tuner: str, max_trials: int, epochs: int, seed: int,
-                hyperband_factor: int = 3):
+                hyperband_factor: int = 3, max_failures: int = 0,
+                initial_points: int | None = None):
     """The keras-tuner oracle of ``tuner`` (random, bayesian or hyperband).
 
     Args:
@@ -280,21 +457,26 @@ def make_oracle(tuner: str, max_trials: int, epochs: int, seed: int,
         epochs: epochs per trial (Hyperband: the most epochs any trial trains).
         seed: the oracle's random seed.
         hyperband_factor: Hyperband's reduction factor.
+        max_failures: consecutive failed trials after which the oracle hands out no new
+            trial (0: never); see :class:`_FailureLimit`.
+        initial_points: Bayesian: random trials before the Gaussian process is used
+            (None: keras-tuner's default, 3 per hyperparameter).
     """
     objective = keras_tuner.Objective(OBJECTIVE, direction="max")
-    # Failures are counted by SearchTuner: keras-tuner's own count raises inside the
-    # oracle, which leaves a distributed chief waiting forever and a resumed search stuck.
+    # keras-tuner's own consecutive-failure check is off: _FailureLimit replaces it.
     common = dict(objective=objective, seed=seed, max_consecutive_failed_trials=None)
     if tuner == "random":
-        return keras_tuner.oracles.RandomSearchOracle(max_trials=max_trials, **common)
-    if tuner == "bayesian":
-        return keras_tuner.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
-    if tuner == "hyperband":
-        oracle = keras_tuner.oracles.HyperbandOracle(max_epochs=epochs, factor=hyperband_factor,
-                                                     **common)
-        oracle.max_trials = max_trials
-        return oracle
-    raise ConfigError(f"unknown tuner {tuner!r}; choose from {', '.join(TUNERS)}")
+        oracle = RandomOracle(max_trials=max_trials, **common)
+    elif tuner == "bayesian":
+        oracle = BayesianOracle(max_trials=max_trials, num_initial_points=initial_points,
+                                **common)
+    elif tuner == "hyperband":
+        oracle = HyperbandOracle(max_trials=max_trials, max_epochs=epochs,
+                                 factor=hyperband_factor, **common)
+    else:
+        raise ConfigError(f"unknown tuner {tuner!r}; choose from {', '.join(TUNERS)}")
+    oracle.max_failures = max_failures
+    return oracle
 
 
 @dataclasses.dataclass
@@ -317,7 +499,8 @@ class SearchResult:
 def run_search(config: Config, space: SearchSpace, data_dir: str | os.PathLike | None,
                out: str | os.PathLike, *, tuner: str = "random", max_trials: int = 10,
                hyperband_factor: int = 3, overwrite: bool = False, strategy: str | None = None,
-               max_failures: int = 3, verbose: int | str = 2) -> SearchResult:
+               max_failures: int = 3, verbose: int | str = 2,
+               initial_points: int | None = None, retry_failed: bool = False) -> SearchResult:
     """Search ``space`` around ``config``; write the results into ``out``.
 
     Args:
@@ -326,22 +509,31 @@ def run_search(config: Config, space: SearchSpace, data_dir: str | os.PathLike |
         data_dir: the dataset folder (not needed by a distributed chief).
         out: the search folder (resumed when it holds the same search).
         tuner: ``random``, ``bayesian`` or ``hyperband``.
-        max_trials: most trials in total (including finished ones of a resumed search).
+        max_trials: most trials in total (including finished and failed ones of a
+            resumed search).
         hyperband_factor: Hyperband's reduction factor.
         overwrite: delete the search folder's earlier search first (not on workers).
         strategy: distribution strategy passed to ``train`` (None or ``none``: not passed).
-        max_failures: consecutive failed trials that stop a single-process search.
+        max_failures: consecutive failed trials after which no new trial starts (0:
+            never); a distributed search counts them on the chief, over all workers.
         verbose: Keras ``fit`` verbosity of each trial.
+        initial_points: Bayesian: random trials before the Gaussian process is used
+            (None: :func:`default_initial_points`); fixed when the search starts.
+        retry_failed: run the FAILED trials of a resumed search again (same ids and run
+            folders) before new ones (not on workers).
 
     Raises:
-        SearchError: the folder holds another search, or no trial completed (the message
-            is the first failed trial's error).
+        SearchError: the folder holds another search, no trial completed (the message
+            is the first failed trial's error), or ``max_failures`` stopped the search.
+        ConfigError: the space sets what the tuner sets itself (``train.epochs`` under
+            Hyperband).
     """
     who = role()
     out = Path(out)
     strategy = None if strategy in (None, "none") else strategy
     if tuner not in TUNERS:
         raise ConfigError(f"unknown tuner {tuner!r}; choose from {', '.join(TUNERS)}")
+    space.check_tuner(tuner)
     if strategy is not None:
         from fat_tf.training import train
 
@@ -353,6 +545,8 @@ def run_search(config: Config, space: SearchSpace, data_dir: str | os.PathLike |
                               "argument; use --strategy none")
     if who != "chief" and (data_dir is None or not Path(data_dir).is_dir()):
         raise SearchError(f"{data_dir}: dataset folder not found")
+    if tuner == "bayesian" and initial_points is None:
+        initial_points = default_initial_points(space.dimensions, max_trials)
     if overwrite and who != "worker":
         for name in ("tuner", "runs", "search.json", "trials.csv", "trials.md",
                      "best_config.json"):
@@ -361,25 +555,43 @@ def run_search(config: Config, space: SearchSpace, data_dir: str | os.PathLike |
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-    _check_same_search(out, config, space, tuner, hyperband_factor, write=who != "worker")
+    search = _search_record(config, space, tuner, hyperband_factor)
+    _check_same_search(out, search, wait=WORKER_WAIT_S if who == "worker" else 0)
 
     hypermodel = TrainingHyperModel(space, config, data_dir, strategy=strategy, verbose=verbose)
     oracle = make_oracle(tuner, max_trials, config.train.epochs, config.train.seed,
-                         hyperband_factor)
-    search_tuner = SearchTuner(oracle, hypermodel, out / "runs", max_failures=max_failures,
-                               directory=str(out), project_name="tuner", overwrite=False)
+                         hyperband_factor, max_failures=max_failures,
+                         initial_points=initial_points)
+    new_tuner_dir = not (out / "tuner").exists()
+    try:
+        search_tuner = SearchTuner(oracle, hypermodel, out / "runs", directory=str(out),
+                                   project_name="tuner", overwrite=False)
+    except BaseException:
+        if new_tuner_dir and who != "worker":  # leave no half-made search behind
+            shutil.rmtree(out / "tuner", ignore_errors=True)
+        raise
+    if who != "worker" and not (out / "search.json").exists():
+        atomic_write_text(out / "search.json", json.dumps(search, indent=2, sort_keys=True)
+                          + "\n")
+    if retry_failed and who != "worker":
+        again = oracle.retry_failed()
+        if again:
+            print(f"retrying failed trial(s) {', '.join(again)}", flush=True)
+    if tuner == "hyperband" and who != "worker":
+        warning = hyperband_warning(max_trials, config.train.epochs, hyperband_factor)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
     if who == "chief":
         print(f"chief oracle serving {tuner} search on {os.environ['KERASTUNER_ORACLE_IP']}:"
               f"{os.environ['KERASTUNER_ORACLE_PORT']}; search folder {out}", flush=True)
     else:
+        each = {"hyperband": f"{config.train.epochs} epoch(s) at most",
+                "bayesian": f"{config.train.epochs} epoch(s) each, the first "
+                            f"{getattr(oracle, 'num_initial_points', initial_points)} random"}
         print(f"{tuner} search over {', '.join(space.names)} ({max_trials} trials at most, "
-              f"{config.train.epochs} epoch(s) each{' at most' if tuner == 'hyperband' else ''}"
-              f"); search folder {out}", flush=True)
-    stopped = None
-    try:
-        search_tuner.search(verbose=1 if verbose else 0)
-    except TooManyFailures as e:
-        stopped = e
+              f"{each.get(tuner, f'{config.train.epochs} epoch(s) each')}); search folder "
+              f"{out}", flush=True)
+    search_tuner.search(verbose=1 if verbose else 0)
     if who == "worker":
         rows = [{"trial": t, "status": s, OBJECTIVE: v, "error": e}
                 for t, s, v, e in search_tuner.trials_run]
@@ -387,6 +599,12 @@ def run_search(config: Config, space: SearchSpace, data_dir: str | os.PathLike |
             raise SearchError(f"every trial this worker ran failed; the first: {rows[0]['error']}")
         return SearchResult(who, rows)
     rows = write_trials(search_tuner, out)
+    stopped = None
+    if oracle.failure_stopped:
+        last = next((r["error"] for r in reversed(rows) if r["error"]), "")
+        stopped = TooManyFailures(f"{oracle.consecutive_failures} trials failed in a row; the "
+                                  f"search stops (--max-failures {max_failures}). "
+                                  f"Last error: {last}")
     best = [t for t in oracle.get_best_trials(1)
             if t.status == "COMPLETED" and t.score is not None]
     if not best:
@@ -396,31 +614,56 @@ def run_search(config: Config, space: SearchSpace, data_dir: str | os.PathLike |
                           f"; the first error, {first}; see {out / 'trials.md'}")
     best_trial = best[0]
     best_config = out / "best_config.json"
-    search_tuner.trial_config(best_trial.hyperparameters).save(best_config)
+    search_tuner.result_config(best_trial.hyperparameters).save(best_config)
     if stopped is not None:
         raise SearchError(f"{stopped} ({best_config} holds the best trial so far)")
     return SearchResult(who, rows, best_config, float(best_trial.score))
 
 
-def _check_same_search(out: Path, config: Config, space: SearchSpace, tuner: str,
-                       hyperband_factor: int, write: bool) -> None:
-    """Refuse to resume a search folder that holds a different search."""
+#: Seconds a distributed worker waits for the chief's ``search.json`` before giving up.
+WORKER_WAIT_S = 60.0
+
+
+def _search_record(config: Config, space: SearchSpace, tuner: str,
+                   hyperband_factor: int) -> dict[str, Any]:
+    """What ``search.json`` records: a resumed search must match it."""
     search = {"tuner": tuner, "objective": OBJECTIVE, "space": space.fingerprint(),
               "base_config": config.to_dict()}
     if tuner == "hyperband":
         search["hyperband_factor"] = hyperband_factor
+    return json.loads(json.dumps(search))
+
+
+def _check_same_search(out: Path, search: dict[str, Any], wait: float = 0) -> None:
+    """Refuse to resume a search folder whose ``search.json`` records another search.
+
+    Args:
+        out: the search folder.
+        search: this search's record (:func:`_search_record`).
+        wait: seconds to wait for ``search.json`` to appear (a distributed worker waits
+            for the chief to write it); after that, a missing file is an error. 0: a
+            missing file means a new search.
+
+    Raises:
+        SearchError: the records differ, or ``search.json`` did not appear in time.
+    """
     path = out / "search.json"
-    if path.exists():
-        with open(path, encoding="utf-8") as f:
-            previous = json.load(f)
-        if previous != json.loads(json.dumps(search)):
-            changed = sorted(k for k in set(previous) | set(search)
-                             if previous.get(k) != json.loads(json.dumps(search.get(k))))
-            raise SearchError(f"{out} holds a different search ({', '.join(changed)} "
-                              "changed); use another --out folder, the same settings to "
-                              "resume it, or --overwrite to start again")
-    elif write:
-        atomic_write_text(path, json.dumps(search, indent=2, sort_keys=True) + "\n")
+    deadline = time.monotonic() + wait
+    while wait and not path.exists():
+        if time.monotonic() >= deadline:
+            raise SearchError(f"{path} did not appear within {wait:g} s: start the chief "
+                              "(KERASTUNER_TUNER_ID=chief) first, with the same --out folder "
+                              "shared with every worker")
+        time.sleep(min(1.0, max(0.05, wait / 20)))
+    if not path.exists():
+        return
+    previous = _read_json(path)
+    if previous != search:
+        changed = sorted(k for k in set(previous) | set(search)
+                         if previous.get(k) != search.get(k))
+        raise SearchError(f"{out} holds a different search ({', '.join(changed) or 'search.json'}"
+                          " changed); use another --out folder, the same settings to "
+                          "resume it, or --overwrite to start again")
 
 
 def write_trials(search_tuner: SearchTuner, out: Path) -> list[dict[str, Any]]:
@@ -437,7 +680,7 @@ def write_trials(search_tuner: SearchTuner, out: Path) -> list[dict[str, Any]]:
         row = {"trial": trial_id, "status": str(trial.status),
                OBJECTIVE: trial.score if trial.status == "COMPLETED" else None,
                "final_val_lwlrap": summary.get("val_lwlrap"),
-               "epochs": summary.get("epochs", values.get("tuner/epochs")),
+               "epochs": _trial_epochs(search_tuner, trial.hyperparameters),
                "tuner_id": info.get("tuner_id", "")}
         for name, value in space.overrides(values).items():
             row[name] = json.dumps(value) if value is None or isinstance(value, (list, dict)) \
@@ -458,6 +701,14 @@ def write_trials(search_tuner: SearchTuner, out: Path) -> list[dict[str, Any]]:
     atomic_write_text(out / "trials.csv", buffer.getvalue())
     atomic_write_text(out / "trials.md", _markdown(rows, fields))
     return rows
+
+
+def _trial_epochs(search_tuner: SearchTuner, hp) -> int | None:
+    """The epoch count a trial trains to (Hyperband: its ``tuner/epochs``)."""
+    try:
+        return search_tuner.trial_config(hp).train.epochs
+    except (ConfigError, KeyError, ValueError):
+        return hp.values.get("tuner/epochs")
 
 
 def _markdown(rows: list[dict[str, Any]], fields: list[str]) -> str:
