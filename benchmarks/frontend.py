@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import time
@@ -64,6 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fma-units", type=int, default=2, help="FMA pipes per core (peak)")
     p.add_argument("--peak-gflops", type=float, default=None, help="override the peak")
     p.add_argument("--no-librosa", action="store_true", help="time fat_tf only")
+    p.add_argument("--json", default=None, help="also write the figures to this file")
     return p.parse_args(argv)
 
 
@@ -303,13 +305,14 @@ def main(argv=None) -> None:
         f"batch {args.batch} clips x {samples} samples ({samples / config.sample_rate:.3f} s,"
         f" {config.num_frames(samples)} frames); best of {args.repeats} interleaved rounds"
     )
-    print(f"load average before: {os.getloadavg()[0]:.2f} (other work on the CPU slows all)")
+    load_before = os.getloadavg()[0]
+    print(f"load average before: {load_before:.2f} (other work on the CPU slows all)")
     print(
         f"tensorflow {tf.__version__}, intra-op threads "
         f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default (all cores)'}"
     )
 
-    runners, outputs = {}, {}
+    runners, outputs, diffs = {}, {}, {}
     for jit in (False, True):
         name = "fat_tf tf.function" + ("(jit_compile=True)" if jit else "")
         runners[name], outputs[name] = fat_tf_runner(config, clips, jit)
@@ -319,10 +322,8 @@ def main(argv=None) -> None:
         runners.update(lib)
         reference = librosa_logmel(clips, config)
         for name, out in outputs.items():
-            print(
-                f"max |{name} - librosa| (standardised units): "
-                f"{check_agreement(out, reference):.2e}"
-            )
+            diffs[name] = check_agreement(out, reference)
+            print(f"max |{name} - librosa| (standardised units): {diffs[name]:.2e}")
     best = time_interleaved(runners, args.repeats)
 
     peak, why = cpu_peak_gflops(args.fma_units)
@@ -337,6 +338,12 @@ def main(argv=None) -> None:
         f"{flops_banded / 1e6:.1f} M as fat_tf executes it (banded mel)"
     )
     lib_best = min((v for k, v in best.items() if k.startswith("librosa")), default=None)
+    figures = {"config": dataclasses.asdict(config), "batch": args.batch, "samples": samples,
+               "repeats": args.repeats, "tensorflow": tf.__version__,
+               "load_before": load_before, "load_after": os.getloadavg()[0],
+               "peak_gflops": peak, "peak_why": why, "matmul_gflops": gemm,
+               "flops_per_clip": {"dense": flops_dense, "banded": flops_banded},
+               "max_diff_vs_librosa": diffs, "contenders": {}}
     print(
         "\nGFLOP/s (dense) counts the dense-formula FLOPs for everyone (useful work); "
         "GFLOP/s (executed) counts what each one computes (fat_tf: banded mel matmul)."
@@ -355,6 +362,15 @@ def main(argv=None) -> None:
             f"{name:44s} {rate:9.1f} {ratio:>10s} {dense:8.1f} {100 * dense / peak:6.1f}%"
             f" {executed:8.1f} {100 * executed / peak:6.1f}% {100 * executed / gemm:7.1f}%"
         )
+        figures["contenders"][name] = {
+            "seconds": seconds, "clips_per_s": rate,
+            "vs_librosa_best": lib_best / seconds if lib_best else None,
+            "gflops_dense": dense, "gflops_executed": executed}
+    if lib_best:
+        figures["librosa_best_clips_per_s"] = args.batch / lib_best
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ Run: ``.venv/bin/python benchmarks/inference.py --clips 8 --batch 8 --repeats 5`
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -64,6 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="TFLite interpreter threads")
     p.add_argument("--no-keras", action="store_true", help="skip the score_clips reference")
+    p.add_argument("--json", default=None, help="also write the figures to this file")
     return p.parse_args(argv)
 
 
@@ -185,14 +187,15 @@ def run_benchmark(args: argparse.Namespace, tmp: Path) -> None:
 
     reference = with_lengths(waveform=tf.constant(clips[:2]),
                              lengths=tf.constant([samples, samples]))["probabilities"].numpy()
+    diffs = {}
     for name, blob in lite.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             interpreter = tf.lite.Interpreter(model_content=blob)
         out = interpreter.get_signature_runner("waveform_with_lengths")(
             waveform=clips[:2], lengths=np.array([samples, samples], np.int32))
-        print(f"{name}: max |p - p_SavedModel| = "
-              f"{np.abs(out['probabilities'] - reference).max():.2e}, "
+        diffs[name] = float(np.abs(out["probabilities"] - reference).max())
+        print(f"{name}: max |p - p_SavedModel| = {diffs[name]:.2e}, "
               f"{sizes[name] / 1e6:.2f} MB")
 
     for run in contenders.values():  # warm-up
@@ -216,10 +219,22 @@ def run_benchmark(args: argparse.Namespace, tmp: Path) -> None:
           f"{load[1]:.2f} {load[2]:.2f}; TensorFlow {tf.__version__}")
     print(f"{'contender':36s} {'clips/s':>9s} {'ms/clip':>9s} {'x real time':>12s} "
           f"{'CPU ms/clip':>12s}")
+    figures = {"preset": args.preset, "classes": args.classes, "clips": args.clips,
+               "clip_seconds": args.clip_seconds, "batch": args.batch,
+               "windows_per_clip": windows, "tflite_threads": args.threads,
+               "tensorflow": tf.__version__, "load": list(load),
+               "max_diff_vs_saved_model": diffs, "model_bytes": sizes, "contenders": {}}
     for name, seconds in best.items():
         rate_clips = args.clips / seconds
         print(f"{name:36s} {rate_clips:9.2f} {1000 / rate_clips:9.1f} "
               f"{rate_clips * args.clip_seconds:12.1f} {1000 * cpu[name] / args.clips:12.1f}")
+        figures["contenders"][name] = {
+            "seconds": seconds, "clips_per_s": rate_clips,
+            "real_time_factor": rate_clips * args.clip_seconds,
+            "cpu_ms_per_clip": 1000 * cpu[name] / args.clips}
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 What it measures:
 
 * **Peak RSS of one epoch** of :func:`fat_tf.data.pipeline.training_dataset` (the labelled
-  stream ``python -m fat_tf.train`` builds: path shuffle, ``tf.audio.decode_wav``, random
+  stream ``python -m fat_tf.train`` builds: path shuffle, in-graph WAV decoding, random
   crop, batch, prefetch) over 500 and then 5,000 clips, each size in a fresh worker
   process, so one run's allocations cannot hide in the other's. The pipeline shuffles
   the path list, not decoded audio, so its memory should not grow with the dataset:
@@ -31,21 +31,24 @@ Run (from the repository root; ~3-5 min on a 2-core CPU):
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
-
-RESULT_MARK = "@@result "
-RATE = 44100
-CLASSES = [f"class_{i:02d}" for i in range(80)]
+from common import (
+    CLASSES,
+    machine,
+    peak_rss_mb,
+    print_result,
+    rss_mb,
+    run_worker,
+    train_step_worker,
+    write_clips,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,63 +69,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# ============================================================================ data
-def write_clips(root: str, count: int, min_s: float, max_s: float, seed: int) -> dict:
-    """Write ``count`` WAV clips and ``train_curated.csv`` into ``root``.
+# ============================================================================ workers
+def pipeline_worker(root: str, clips: int) -> dict:
+    """One epoch of the training stream over the first ``clips`` clips of ``root``.
 
     Args:
-        root: dataset folder (created).
-        count: number of clips.
-        min_s: shortest clip in seconds.
-        max_s: longest clip in seconds.
-        seed: random seed.
+        root: folder written by :func:`common.write_clips`.
+        clips: how many of its clips to read.
 
     Returns:
-        ``{"clips", "hours", "bytes", "seconds"}`` (seconds: time spent writing).
+        clips/s, epoch time, RSS before the first element and peak RSS.
     """
-    from fat_tf.data.demo import write_wav
-
-    started = time.time()
-    rng = np.random.default_rng(seed)
-    audio_dir = os.path.join(root, "train_curated")
-    os.makedirs(audio_dir, exist_ok=True)
-    lengths = np.exp(rng.uniform(np.log(min_s), np.log(max_s), count))
-    rows, total_bytes = [], 0
-    for i, seconds in enumerate(lengths):
-        n = max(1, int(seconds * RATE))
-        t = np.arange(n, dtype=np.float32) / RATE
-        wave = 0.2 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t)
-        wave += rng.normal(0, 0.05, n).astype(np.float32)
-        name = f"{i:08x}.wav"
-        write_wav(os.path.join(audio_dir, name), (wave * 32767).astype(np.int16))
-        total_bytes += 44 + 2 * n
-        labels = rng.choice(len(CLASSES), size=rng.integers(1, 4), replace=False)
-        rows.append((name, ",".join(CLASSES[j] for j in sorted(labels))))
-    with open(os.path.join(root, "train_curated.csv"), "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["fname", "labels"])
-        writer.writerows(rows)
-    return {"clips": count, "hours": float(lengths.sum() / 3600), "bytes": total_bytes,
-            "seconds": time.time() - started}
-
-
-# ============================================================================ workers
-def rss_mb() -> float:
-    """Current resident set size in MiB (Linux ``/proc/self/status``)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def pipeline_worker(root: str, clips: int) -> dict:
-    """One epoch of the training stream over the first ``clips`` clips of ``root``."""
     from fat_tf.config import get_preset
     from fat_tf.data import pipeline
     from fat_tf.data.manifest import read_manifest
@@ -149,65 +106,19 @@ def pipeline_worker(root: str, clips: int) -> dict:
             "rss_before_mb": before, "peak_rss_mb": peak_rss_mb()}
 
 
-def train_step_worker(steps: int, warmup: int) -> dict:
-    """Clips/s of the small preset's supervised train step on in-memory random audio."""
-    import keras
-    import tensorflow as tf
-
-    from fat_tf.config import get_preset
-    from fat_tf.training import build_method
-
-    config = get_preset("small")
-    batch = config.data.batch_size
-    rng = np.random.default_rng(0)
-    audio = (0.1 * rng.standard_normal((batch, config.crop_samples))).astype(np.float32)
-    labels = (rng.random((batch, len(CLASSES))) < 0.03).astype(np.float32)
-    labels[np.arange(batch), rng.integers(0, len(CLASSES), batch)] = 1.0
-    method = build_method(config, len(CLASSES), steps_per_epoch=100)
-    ds = tf.data.Dataset.from_tensors(({"audio": audio}, labels)).repeat()
-
-    class Timer(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            if batch == 0:
-                self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.end = time.perf_counter()
-
-    method.fit(ds, steps_per_epoch=max(1, warmup), epochs=1, verbose=0)
-    timer = Timer()
-    method.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
-    seconds = timer.end - timer.start
-    return {"batch": batch, "steps": steps, "seconds": seconds,
-            "clips_per_s": steps * batch / seconds}
-
-
-def run_worker(args: list[str]) -> dict:
-    """Run this script as a worker process and return its result."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), *args],
-                          capture_output=True, text=True, env=env)
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK):])
-    raise RuntimeError(f"worker {args} failed:\n{done.stderr[-3000:]}")
-
-
 # ============================================================================ main
-def machine() -> str:
-    """One line about the CPU and its load."""
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} CPU cores, load average {load} (1, 5, 15 min)"
-
-
 def main(argv=None) -> int:
     """Run the benchmark and print a Markdown table."""
     args = parse_args(argv)
     if args.worker == "pipeline":
-        print(RESULT_MARK + json.dumps(pipeline_worker(args.dir, args.clips)))
+        print_result(pipeline_worker(args.dir, args.clips))
         return 0
     if args.worker == "train_step":
-        print(RESULT_MARK + json.dumps(train_step_worker(args.train_steps, args.warmup)))
+        from fat_tf.config import get_preset
+
+        batch = get_preset("small").data.batch_size
+        print_result(train_step_worker("small", "supervised", batch, args.train_steps,
+                                       args.warmup))
         return 0
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -219,13 +130,14 @@ def main(argv=None) -> int:
               f"{data['bytes'] / 1e9:.2f} GB) in {data['seconds']:.0f} s", flush=True)
         results = []
         for n in sizes:
-            results.append(run_worker(["--worker", "pipeline", "--dir", root,
-                                       "--clips", str(n)]))
+            results.append(run_worker(__file__, ["--worker", "pipeline", "--dir", root,
+                                                 "--clips", str(n)]))
             r = results[-1]
             print(f"  pipeline, {n} clips: {r['clips_per_s']:.0f} clips/s, "
                   f"peak RSS {r['peak_rss_mb']:.0f} MiB", flush=True)
-        step = run_worker(["--worker", "train_step", "--train-steps", str(args.train_steps),
-                           "--warmup", str(args.warmup)])
+        step = run_worker(__file__, ["--worker", "train_step",
+                                     "--train-steps", str(args.train_steps),
+                                     "--warmup", str(args.warmup)])
         print(f"  train step: {step['clips_per_s']:.1f} clips/s", flush=True)
     finally:
         if args.dir is None:
