@@ -241,7 +241,8 @@ def prepare_run_folder(run_dir: Path, config: Config) -> bool:
     except OSError as e:
         raise RunFolderError(f"{run_dir}: cannot write to the run folder ({e.strerror})") from e
     for stale in run_dir.rglob(".tmp-*"):  # left by a run killed while writing
-        stale.unlink()
+        if stale.relative_to(run_dir).parts[0] != "workers":  # their own, maybe live
+            stale.unlink()
     saved = run_dir / "config.json"
     if saved.exists():
         previous = Config.from_json(saved)
