@@ -38,7 +38,7 @@ end; freshly written files are mostly in the page cache (decoding from RAM, not 
 disk).
 
 Run (from the repository root):
-    ``.venv/bin/python benchmarks/pipeline.py`` (both presets, every variant, ~5-8 min)
+    ``.venv/bin/python benchmarks/pipeline.py`` (both presets, every variant, ~12 min)
     ``.venv/bin/python benchmarks/pipeline.py --quick`` (small preset, ~1-2 min)
 """
 

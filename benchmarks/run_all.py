@@ -24,7 +24,7 @@ Targets (issue 10; benchmarks, not timed tests):
 
 Run the full set when the machine is quiet (~25-35 min on a 2-core CPU):
     ``.venv/bin/python benchmarks/run_all.py``
-Smoke run (small sizes, ~4 min; the figures are only indicative):
+Smoke run (small sizes, ~2-4 min; the figures are only indicative):
     ``.venv/bin/python benchmarks/run_all.py --quick --out /tmp/RESULTS.md``
 """
 
@@ -76,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="small sizes for a smoke test (~4 min); figures are indicative only")
+                   help="small sizes for a smoke test (~2-4 min); figures are indicative only")
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"),
                    help="the Markdown report (default: benchmarks/RESULTS.md)")
     p.add_argument("--skip", action="append", default=[], metavar="NAME",
