@@ -44,9 +44,9 @@ def decode_wav(path: tf.Tensor, sample_rate: int) -> tf.Tensor:
     """Read and decode one mono 16-bit WAV file in-graph.
 
     A file with the plain 44-byte header (PCM, mono, 16-bit, ``sample_rate``, the data
-    chunk running to the end of the file: what Python's ``wave`` module, ``soundfile``
-    and FAT2019's clips have) is converted straight from its bytes, which takes about a
-    third of ``tf.audio.decode_wav``'s CPU time (see ``benchmarks/README.md``) and gives
+    chunk running to the end of the file: what Python's ``wave`` module and
+    ``soundfile`` write) is converted straight from its bytes, which takes about a
+    quarter of ``tf.audio.decode_wav``'s CPU time (see ``benchmarks/README.md``) and gives
     the same values; any other file goes through ``tf.audio.decode_wav`` and its checks.
 
     Args:
