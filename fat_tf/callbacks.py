@@ -241,7 +241,8 @@ class NonFiniteLossError(FatTfError, RuntimeError):
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stop at the first batch whose loss is NaN or infinite, with a clear message.
+    """Stop at the first batch whose loss, or whose first or last trainable weight, is
+    NaN or infinite, with a clear message.
 
     At the end of every epoch it also checks that the loss and every floating-point
     weight of the model are finite (an optimiser step can turn weights into NaN after
@@ -255,6 +256,19 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self._stop(f"loss became {float(loss)} at batch {batch + 1}")
+        # A finite loss does not prove finite gradients: TF's fused BatchNorm + ReLU
+        # kernels map NaN activations to 0, so NaN inputs can give a finite loss and
+        # NaN weights. A NaN gradient reaches the first and the last layer's weights, so
+        # checking those two small tensors per batch catches it at once.
+        for weight in self._sentinel_weights():
+            if not bool(keras.ops.all(keras.ops.isfinite(weight.value))):
+                self._stop(f"weight {weight.path} became non-finite at batch {batch + 1}")
+
+    def _sentinel_weights(self) -> list:
+        if getattr(self, "_sentinels", None) is None:
+            trainable = [w for w in self.model.trainable_weights if "float" in str(w.dtype)]
+            self._sentinels = trainable[:1] + trainable[-1:] if len(trainable) > 1 else trainable
+        return self._sentinels
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
