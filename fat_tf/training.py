@@ -205,7 +205,7 @@ def _build_method(config: Config, num_classes: int, steps_per_epoch: int):
     method = method_cls(
         tagger, num_classes, loss=config.train.loss, hparams=config.method,
         steps_per_epoch=steps_per_epoch, window_pooling=config.data.window_pooling,
-        seed=config.train.seed,
+        seed=config.train.seed, jit_frontend=config.train.jit_frontend,
     )
     o = config.optim
     schedule = build_schedule(o.lr_schedule, o.lr_max, o.lr_min, o.cosine_period,

@@ -40,6 +40,8 @@ class Method(keras.Model):
         steps_per_epoch: optimiser steps per epoch (ramps are measured in epochs).
         window_pooling: ``mean`` or ``max`` pooling of window logits per clip.
         seed: seed of the method's random draws.
+        jit_frontend: compile the training batches' log-mel with XLA even when the
+            train step itself is not compiled (less CPU per step; see DESIGN_NOTES).
         **kwargs: standard Model arguments.
     """
 
@@ -56,6 +58,7 @@ class Method(keras.Model):
         steps_per_epoch: int = 1,
         window_pooling: str = "mean",
         seed: int = 0,
+        jit_frontend: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -76,6 +79,9 @@ class Method(keras.Model):
         }
         self.lwlrap_metric = Lwlrap(num_classes, name="lwlrap")
         self.logmel, self.augment, self.classifier = tagger_parts(tagger)
+        self.jit_frontend = bool(jit_frontend)
+        self._frontend = (tf.function(self.logmel, jit_compile=True, autograph=False)
+                          if self.jit_frontend else self.logmel)
         # the method's own random draws (mixup coefficients, VAT noise, permutations)
         self.seed_generator = keras.random.SeedGenerator(seed + 1009)
 
@@ -118,11 +124,11 @@ class Method(keras.Model):
         """Log-mel of one stream of a training batch: taken as given when the pipeline
         delivers cached features (``mel_key``), computed from the waveforms otherwise."""
         if not isinstance(inputs, dict):
-            return self.logmel(inputs) if audio_key == "audio" else None
+            return self._frontend(inputs) if audio_key == "audio" else None
         if mel_key in inputs:
             return inputs[mel_key]
         if audio_key in inputs:
-            return self.logmel(inputs[audio_key])
+            return self._frontend(inputs[audio_key])
         return None
 
     def supervised_loss(self, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
