@@ -222,6 +222,17 @@ def test_precision_and_jit_settings_are_validated():
     assert tiny_config().train.jit_compile == "auto"
 
 
+def test_xla_front_end_matches_the_plain_one():
+    audio, _ = batch_data(tiny_config())
+    mels = []
+    for jit_frontend in (False, True):
+        config = tiny_config(**{"train.jit_frontend": jit_frontend})
+        method = build_method(config, CLASSES, steps_per_epoch=1)
+        mels.append(method.batch_logmel({"audio": tf.constant(audio)}, "audio", "logmel"))
+    np.testing.assert_allclose(mels[1].numpy(), mels[0].numpy(), atol=1e-4)
+    assert method._frontend is not method.logmel  # the compiled function is in use
+
+
 def test_auto_jit_is_off_on_a_cpu_only_machine():
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is present: 'auto' turns XLA on")
