@@ -97,26 +97,35 @@ def test_vat_step_updates_bn_stats_like_one_clean_pass():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_each_method_trains_with_finite_decreasing_loss(name, tmp_path):
-    # without ramp-up, a strong consistency term holds the student near its (lagging)
-    # teacher for these few steps; weight 1 lets the supervised term show progress
-    config = tiny_config(**{"train.method": name, "method.consistency_weight": 1.0})
+def _train_a_few_steps(name, steps=3, **overrides):
+    """Build ``name`` on the tiny config and fit ``steps`` one-step epochs on one batch.
+
+    Returns the method, the batch's audio and the history dict."""
+    config = tiny_config(**{"train.method": name, **overrides})
     method = build_method(config, CLASSES, steps_per_epoch=1)
     audio, labels = batch_data(config)
     inputs = {"audio": audio}
     if method.uses_unlabelled:
         inputs["unlabelled"] = batch_data(config, seed=1)[0]
-    ds = tf.data.Dataset.from_tensors((inputs, labels)).repeat()
-    history = method.fit(ds, steps_per_epoch=1, epochs=24, verbose=0, shuffle=False,
+    dataset = tf.data.Dataset.from_tensors((inputs, labels)).repeat()
+    history = method.fit(dataset, steps_per_epoch=1, epochs=steps, verbose=0, shuffle=False,
                          callbacks=method.extra_callbacks())
+    return method, audio, labels, history.history
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_each_method_trains_with_finite_decreasing_loss(name, tmp_path):
+    # without ramp-up, a strong consistency term holds the student near its (lagging)
+    # teacher for these few steps; weight 1 lets the supervised term show progress
+    method, audio, labels, history = _train_a_few_steps(
+        name, steps=24, **{"method.consistency_weight": 1.0})
     first_term = f"{method.loss_terms[0]}_loss"
-    losses = np.array(history.history[first_term])
-    assert np.all(np.isfinite(history.history["loss"]))
+    losses = np.array(history[first_term])
+    assert np.all(np.isfinite(history["loss"]))
     assert losses[-4:].mean() < 0.8 * losses[:4].mean(), losses
     for term in method.loss_terms:
-        assert np.all(np.isfinite(history.history[f"{term}_loss"]))
-        assert f"{term}_weight" in history.history
+        assert np.all(np.isfinite(history[f"{term}_loss"]))
+        assert f"{term}_weight" in history
     # the evaluated model scores whole clips as windows and saves/reloads as .keras
     windows = {"windows": audio[:, None, :], "window_mask": np.ones((len(audio), 1), "float32")}
     scores = method.evaluate(tf.data.Dataset.from_tensors((windows, labels)), return_dict=True,
@@ -170,23 +179,10 @@ def restore_float32_policy():
     keras.mixed_precision.set_dtype_policy("float32")
 
 
-def _train_a_few_steps(name, steps=3, **overrides):
-    config = tiny_config(**{"train.method": name, **overrides})
-    method = build_method(config, CLASSES, steps_per_epoch=1)
-    audio, labels = batch_data(config)
-    inputs = {"audio": audio}
-    if method.uses_unlabelled:
-        inputs["unlabelled"] = batch_data(config, seed=1)[0]
-    dataset = tf.data.Dataset.from_tensors((inputs, labels)).repeat()
-    history = method.fit(dataset, steps_per_epoch=1, epochs=steps, verbose=0, shuffle=False,
-                         callbacks=method.extra_callbacks())
-    return method, audio, history.history
-
-
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_trains_under_mixed_precision(name, policy, restore_float32_policy):
-    method, audio, history = _train_a_few_steps(name, **{"train.precision": policy})
+    method, audio, _, history = _train_a_few_steps(name, **{"train.precision": policy})
     for term in ("loss", *(f"{t}_loss" for t in method.loss_terms)):
         assert np.all(np.isfinite(history[term])), (term, history[term])
     # loss scaling exactly where float16 gradients can underflow
@@ -201,7 +197,8 @@ def test_method_trains_under_mixed_precision(name, policy, restore_float32_polic
 
 
 def test_vat_direction_under_float16_is_finite_unit_norm_and_scaled(restore_float32_policy):
-    method, audio, _ = _train_a_few_steps("vat", steps=1, **{"train.precision": "mixed_float16"})
+    method, audio, _, _ = _train_a_few_steps("vat", steps=1,
+                                              **{"train.precision": "mixed_float16"})
     loss = tf.constant(2.0)
     scale = float(method.optimizer.dynamic_scale)
     assert scale > 1
@@ -243,7 +240,7 @@ def test_auto_jit_is_off_on_a_cpu_only_machine():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_trains_under_xla(name):
-    method, _, history = _train_a_few_steps(name, **{"train.jit_compile": True})
+    method, _, _, history = _train_a_few_steps(name, **{"train.jit_compile": True})
     assert method.jit_compile is True
     for term in ("loss", *(f"{t}_loss" for t in method.loss_terms)):
         assert np.all(np.isfinite(history[term])), (term, history[term])
