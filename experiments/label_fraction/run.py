@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None, help="dataset folder (default: demo dataset)")
     parser.add_argument("--out", default=str(HERE), help="where results are written")
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--fractions", default="1.0,0.1,0.5,0.25",
+    parser.add_argument("--fractions", default="1.0,0.1,0.25,0.5",
                         help="labelled fractions of the curated training clips, in run order")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--epochs", type=int, default=common.EPOCHS)
