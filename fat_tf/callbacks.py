@@ -58,17 +58,20 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Multi-worker training (``agree`` given): every worker keeps its own backup, and a
     kill can land after one worker committed an epoch and before another did. So the
-    previous backup is kept too (named in the metadata as ``previous``), and on resume
-    ``agree`` (a collective over the workers, see
-    :func:`fat_tf.distribute.agree_on_minimum`) picks the newest backup every worker
-    holds; a worker one backup ahead restores its previous one.
+    previous backup is kept too (named in the metadata as ``previous``; ``null`` when
+    the session started from scratch), and on resume ``agree`` (a collective over the
+    workers, see :func:`fat_tf.distribute.gather_from_workers`) tells every worker
+    which backups the others can restore; all restore the newest one every worker
+    holds, so a worker one backup ahead restores its previous one. When there is none
+    (a worker's backup is missing or several epochs behind), it refuses with an error
+    naming every worker's backups, rather than silently starting the run again.
 
     Args:
         backup_dir: folder of the backup.
         save_freq: ``"epoch"`` or a number of batches.
-        agree: for multi-worker training, a function of this worker's newest backup
-            position (an int, 0 for none) returning the position all workers restore
-            (their minimum); None otherwise.
+        agree: for multi-worker training, a function of this worker's list of ints (its
+            :meth:`_encode` restorable positions) returning every worker's list, in
+            cluster order; None otherwise.
     """
 
     def __init__(self, backup_dir: str, save_freq="epoch", agree=None):
@@ -93,12 +96,63 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             if name.endswith(".weights.h5") and name not in (keep, previous):
                 os.unlink(os.path.join(self.backup_dir, name))
 
+    #: Position of "no backup: start from scratch", before every real backup.
+    START = (-1, -1)
+    #: Position of an unknown previous backup (metadata written without one).
+    UNKNOWN = (-2, -2)
+
     @staticmethod
-    def _position(metadata: dict | None) -> int:
-        """A backup's place in training as one int (epoch, then batch); 0 for none."""
+    def _position(metadata: dict | None) -> tuple[int, int]:
+        """A backup's place in training, ``(epoch, batch)``; :attr:`START` for none."""
         if not metadata:
-            return 0
-        return int(metadata["epoch"]) * 10**6 + int(metadata.get("batch") or 0)
+            return AtomicBackupAndRestore.START
+        return int(metadata["epoch"]), int(metadata.get("batch") or 0)
+
+    @classmethod
+    def _restorable(cls, metadata: dict | None) -> dict:
+        """The positions this worker can restore, mapped to their metadata (None for
+        :attr:`START`): its latest backup and, when recorded, the previous one."""
+        if metadata is None:
+            return {cls.START: None}
+        options = {cls._position(metadata): metadata}
+        if "previous" in metadata:
+            options[cls._position(metadata["previous"])] = metadata["previous"]
+        return options
+
+    @classmethod
+    def _encode(cls, options: dict) -> list[int]:
+        """``[epoch, batch]`` of the latest then the previous restorable position."""
+        positions = sorted(options, reverse=True) + [cls.UNKNOWN]
+        return [*positions[0], *positions[1]]
+
+    @staticmethod
+    def _describe(position: tuple[int, int]) -> str:
+        epoch, batch = position
+        if position == AtomicBackupAndRestore.START:
+            return "no backup"
+        return f"epoch {epoch}" + (f" batch {batch}" if batch else "")
+
+    def _agreed_backup(self, metadata: dict | None) -> dict | None:
+        """The backup to restore: the newest one every worker holds (see the class)."""
+        mine = self._restorable(metadata)
+        rows = self.agree(self._encode(mine))
+        held = [{tuple(row[:2]), tuple(row[2:])} - {self.UNKNOWN} for row in rows]
+        common = set.intersection(*held)
+        if common:
+            return mine[max(common)]
+        workers = "; ".join(
+            f"worker {i}: " + " or ".join(self._describe(p) for p in sorted(h, reverse=True))
+            for i, h in enumerate(held)
+        )
+        raise FatTfError(
+            f"{self.backup_dir}: the workers hold no common backup to resume from "
+            f"(in cluster order, chief first: {workers}). Every worker's backup holds the "
+            "same weights, so copy the backup folder of the worker furthest along (the "
+            "chief's is <run>/backup, another worker's <run>/workers/<type>-<index>/backup) "
+            "over the other workers' backup folders and launch again; or, to start the "
+            "run again, delete every worker's backup folder and the run folder's "
+            "metrics.csv and best.keras files"
+        )
 
     def _load_model(self):
         metadata = self._committed()
@@ -106,19 +160,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._remove_uncommitted(metadata["weights"] if metadata else None,
                                  previous["weights"] if previous else None)
         if self.agree is not None:
-            target = self.agree(self._position(metadata))
-            if target != self._position(metadata):
-                if target == self._position(previous):
-                    metadata = previous
-                elif target == 0:
-                    metadata = None  # another worker has no backup yet: start afresh
-                else:
-                    raise FatTfError(
-                        f"{self.backup_dir}: the workers' backups are too far apart to "
-                        "resume together (this worker has epoch "
-                        f"{metadata['epoch'] if metadata else 0}); remove every worker's "
-                        "backup folder to start the run again"
-                    )
+            metadata = self._agreed_backup(metadata)
         self._latest = {k: v for k, v in metadata.items() if k != "previous"} if metadata else None
         if metadata is None:
             return
@@ -141,7 +183,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         metadata = {"epoch": epoch, "batch": batch, "weights": name}
         previous = None
         if self.agree is not None:  # multi-worker: keep this session's last backup too
-            if self._latest is not None and self._latest["weights"] != name:
+            if self._latest is None or self._latest["weights"] != name:
+                # None: this session started from scratch, which stays restorable
                 metadata["previous"] = previous = self._latest
         self._latest = {k: v for k, v in metadata.items() if k != "previous"}
         atomic_write_text(self._training_metadata_path, json.dumps(metadata))

@@ -194,22 +194,44 @@ def worker_role(strategy: tf.distribute.Strategy | None) -> WorkerRole:
     return WorkerRole(is_chief, task_type, task_id)
 
 
+def gather_from_workers(strategy, values: list[int]) -> list[list[int]]:
+    """Every worker's ``values``, in cluster order (a collective: all workers must call
+    it, each with as many values).
+
+    Without multi-worker training it returns ``[values]``.
+
+    Args:
+        strategy: a strategy or None.
+        values: this worker's integers.
+    """
+    values = [int(v) for v in values]
+    if not is_multi_worker(strategy):
+        return [values]
+    local = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant([values], tf.int64)
+    )
+    rows = strategy.gather(local, axis=0).numpy().tolist()
+    # one row per replica; the replicas of one worker are consecutive and hold the same
+    per_worker = max(1, len(rows) // _num_workers(strategy))
+    return [[int(v) for v in row] for row in rows[::per_worker]]
+
+
+def _num_workers(strategy) -> int:
+    spec = strategy.cluster_resolver.cluster_spec()
+    return sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs)
+
+
 def agree_on_minimum(strategy, value: int) -> int:
     """The smallest of every worker's ``value`` (a collective: all workers must call it).
 
-    Without multi-worker training it returns ``value``. Used to resume from a backup
-    every worker holds (:class:`fat_tf.callbacks.AtomicBackupAndRestore`).
+    Without multi-worker training it returns ``value``. Used to decide together whether
+    a run already finished (:func:`fat_tf.training.train`).
 
     Args:
         strategy: a strategy or None.
         value: this worker's integer.
     """
-    if not is_multi_worker(strategy):
-        return value
-    local = strategy.experimental_distribute_values_from_function(
-        lambda context: tf.constant([value], tf.int64)
-    )
-    return int(tf.reduce_min(strategy.gather(local, axis=0)))
+    return min(row[0] for row in gather_from_workers(strategy, [value]))
 
 
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:

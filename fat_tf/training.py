@@ -43,6 +43,7 @@ from fat_tf.data.manifest import FatDataset, Manifest, load_dataset
 from fat_tf.data.split import stratified_split, subsample
 from fat_tf.distribute import (
     agree_on_minimum,
+    gather_from_workers,
     is_multi_worker,
     make_strategy,
     num_replicas,
@@ -130,7 +131,16 @@ def global_batch_size(config: Config, train_clips: int, replicas: int = 1) -> in
         config: the run config.
         train_clips: number of labelled training clips.
         replicas: replicas training in sync.
+
+    Raises:
+        FatTfError: when there are fewer training clips than replicas (a global batch
+            of at least one clip per replica would leave no complete batch).
     """
+    if train_clips < replicas:
+        raise FatTfError(
+            f"{train_clips} labelled training clip(s) cannot fill a global batch of one clip "
+            f"for each of the {replicas} replicas; add clips or train on fewer replicas"
+        )
     return max(1, min(config.data.batch_size, train_clips // replicas)) * replicas
 
 
@@ -346,7 +356,11 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     role = worker_role(strategy)
     run_dir = Path(run_dir)
     folder = run_dir if role.is_chief else run_dir / "workers" / role.name
-    if prepare_run_folder(folder, config):
+    finished = prepare_run_folder(folder, config)
+    # Decided together: a worker that finished while another was killed before writing
+    # its summary must not leave that one alone in the collectives below. If anyone is
+    # unfinished, all go through the normal path (no epochs left: evaluate and save).
+    if agree_on_minimum(strategy, int(finished)):
         with open(folder / "summary.json", encoding="utf-8") as f:
             summary = json.load(f)
         print(f"{folder}: this run already finished; summary.json is unchanged")
@@ -392,7 +406,7 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
         *outputs,
         AtomicBackupAndRestore(
             str(folder / "backup"),
-            agree=(lambda position: agree_on_minimum(strategy, position))
+            agree=(lambda positions: gather_from_workers(strategy, positions))
             if is_multi_worker(strategy) else None,
         ),
     ]

@@ -163,6 +163,37 @@ print("RESULT" + json.dumps(out))
 """
 
 
+# BatchNorm (not synchronised) on distinct halves: one train_step on 2 replicas against
+# the same step on each half alone, on one device (what each replica computes).
+BATCHNORM = PRELUDE + """
+def one_step(strategy, audio, labels):
+    config = tiny_config(**{"train.method": "supervised", "augment.time_flip": False})
+    method = build_method(config, CLASSES, steps_per_epoch=1, strategy=strategy)
+    ds = tf.data.Dataset.from_tensor_slices(({"audio": audio}, labels)).batch(len(audio))
+    method.fit(ds, epochs=1, verbose=0)
+    stats = [v for v in method.tagger.non_trainable_variables
+             if v.name in ("moving_mean", "moving_variance")]
+    return {v.path: local_copies(strategy, v) for v in stats}
+
+config = tiny_config()
+audio, labels = batch_data(config, n=8)
+audio[4:] = 3.0 * audio[4:] + 0.05  # halves with clearly different statistics
+two = one_step(MIRRORED, audio, labels)
+full = one_step(None, audio, labels)
+first, second = one_step(None, audio[:4], labels[:4]), one_step(None, audio[4:], labels[4:])
+out = {}
+for path, copies in two.items():
+    average = (first[path][0] + second[path][0]) / 2
+    out[path] = {
+        "vs_average": float(np.abs(copies[0] - average).max()),
+        "vs_full": float(np.abs(copies[0] - full[path][0]).max()),
+        "update": float(np.abs(average - (0.0 if "mean" in path else 1.0)).max()),
+        "replica_diff": float(np.abs(copies[0] - copies[1]).max()),
+    }
+print("RESULT" + json.dumps(out))
+"""
+
+
 def run_script(script: str, timeout: int = 280) -> dict:
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
                           text=True, timeout=timeout, cwd=TESTS.parent)
@@ -202,7 +233,102 @@ def test_cli_reports_a_missing_tf_config(tmp_path, monkeypatch, capsys):
         train.build_parser().parse_args(["--strategy", "horovod"])
 
 
+def test_keras_private_hooks_still_exist():
+    """Method overrides private hooks of Keras' TF trainer; an upgrade that renames or
+    reshapes them must fail here, not silently bypass the override."""
+    import inspect
+
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    from fat_tf.methods.base import Method
+
+    hook = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+    assert list(inspect.signature(hook).parameters) == ["self", "iterator", "data_batch"]
+    for caller in ("fit", "evaluate"):  # where Keras calls it
+        source = inspect.getsource(getattr(tf_trainer.TensorFlowTrainer, caller))
+        assert "self._maybe_symbolic_build(" in source, caller
+    assert Method._maybe_symbolic_build is not hook
+    # _step_logs relies on multi-worker logs being reduced with axis=0 (to a scalar)
+    assert 'strategy.reduce("MEAN", v, axis=0)' in inspect.getsource(
+        tf_trainer.reduce_per_replica)
+
+
+def _backup(epoch: int, previous) -> dict:
+    """Committed metadata of a backup at ``epoch`` (``previous``: a position, None for
+    a session started from scratch, or "absent")."""
+    metadata = {"epoch": epoch, "batch": 0, "weights": f"e{epoch}.weights.h5"}
+    if previous != "absent":
+        metadata["previous"] = None if previous is None else {
+            "epoch": previous, "batch": 0, "weights": f"e{previous}.weights.h5"}
+    return metadata
+
+
+def test_workers_resume_from_the_newest_common_backup(tmp_path):
+    from fat_tf.callbacks import AtomicBackupAndRestore
+    from fat_tf.errors import FatTfError
+
+    def agreed(mine, others):
+        """The backup ``mine`` restores when the other workers hold ``others``."""
+        def agree(values):
+            encode = AtomicBackupAndRestore._encode
+            rows = [encode(AtomicBackupAndRestore._restorable(m)) for m in others]
+            return [values, *rows]
+        callback = AtomicBackupAndRestore(str(tmp_path), agree=agree)
+        return callback._agreed_backup(mine)
+
+    # one generation apart (killed between two workers' commits): the previous one
+    ahead, behind = _backup(3, 2), _backup(2, 1)
+    assert agreed(ahead, [behind])["epoch"] == 2
+    assert agreed(behind, [ahead])["epoch"] == 2
+    assert agreed(ahead, [ahead])["epoch"] == 3
+    assert agreed(ahead, [_backup(2, "absent")])["epoch"] == 2  # older metadata
+    # killed in the first epoch after one worker's first commit: all start afresh
+    first = _backup(1, None)
+    assert agreed(first, [None]) is None and agreed(None, [first]) is None
+    assert agreed(None, [None]) is None
+    # a worker's backup is missing, or several epochs behind: refuse, never restart
+    for mine, others in [(ahead, [None]), (None, [ahead]), (ahead, [first]),
+                         (_backup(5, 4), [behind]), (ahead, [_backup(1, "absent")])]:
+        with pytest.raises(FatTfError, match="no common backup") as error:
+            agreed(mine, others)
+        assert "worker 0: epoch" in str(error.value) or "worker 0: no backup" in str(error.value)
+        assert "copy the backup folder" in str(error.value)
+    with pytest.raises(FatTfError, match=r"worker 0: epoch 3 or epoch 2; worker 1: no backup"):
+        agreed(ahead, [None])
+
+
+def test_fewer_train_clips_than_replicas_is_refused():
+    from fat_tf.config import get_preset
+    from fat_tf.errors import FatTfError
+    from fat_tf.training import global_batch_size
+
+    config = get_preset("small")
+    assert global_batch_size(config, 3, replicas=2) == 2
+    with pytest.raises(FatTfError, match="cannot fill a global batch"):
+        global_batch_size(config, 1, replicas=2)
+
+
 # ------------------------------------------------------ MirroredStrategy, 2 logical CPUs
+def test_batchnorm_statistics_are_averaged_across_replicas():
+    """After one step on 2 replicas with different halves, every moving mean and
+    variance is the average of the two replicas' own updates.
+
+    A moving mean's update, m <- momentum * m + (1 - momentum) * batch_mean, is linear
+    in the batch mean, so the average of the two half-batch updates is the update with
+    the mean of the half-batch means: the full batch's mean, for equal halves. That
+    holds for the first BatchNorm layer, whose inputs do not depend on the replicas'
+    normalisation; later layers see activations normalised per half.
+    """
+    results = run_script(BATCHNORM)
+    means = [path for path in results if "moving_mean" in path]  # in layer order
+    assert means and len(results) == 2 * len(means)
+    for path, r in results.items():
+        assert r["replica_diff"] == 0.0, path
+        assert r["update"] > 1e-4, path  # the step did move the statistic
+        assert r["vs_average"] <= 1e-5 * max(1.0, r["update"]), (path, r)
+    first = results[means[0]]
+    assert first["vs_full"] <= 1e-5 * max(1.0, first["update"]), first
+
 @pytest.mark.slow
 def test_two_replicas_match_one_device():
     results = run_script(EQUALITY)
@@ -278,6 +404,19 @@ def worker_logs(folder: Path) -> str:
                      for log in sorted(folder.glob("worker-*.log")))
 
 
+def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
+    """Exit codes of ``procs``; any still running after ``timeout`` seconds is killed
+    (a worker left blocked in a collective would otherwise outlive the test)."""
+    deadline = time.time() + timeout
+    try:
+        return [p.wait(timeout=max(1.0, deadline - time.time())) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def committed_epoch(backup: Path) -> int:
     metadata = backup / "training_metadata.json"
     return json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
@@ -310,7 +449,7 @@ def test_multiworker_trains_checkpoints_and_resumes(tiny_demo_dir, tmp_path):
     (worker_backup / "training_metadata.json").write_text(json.dumps(metadata["previous"]))
 
     procs = start_workers(tiny_demo_dir, run, epochs, 3, tmp_path)
-    codes = [p.wait(timeout=240) for p in procs]
+    codes = wait_all(procs, 240)
     assert codes == [0, 0], worker_logs(tmp_path)
     # the chief (worker 0) wrote the run folder; worker 1 only its own backup
     with open(run / "metrics.csv", newline="") as f:
@@ -327,3 +466,14 @@ def test_multiworker_trains_checkpoints_and_resumes(tiny_demo_dir, tmp_path):
     assert json.loads((worker / "summary.json").read_text())["val_lwlrap"] == summary["val_lwlrap"]
     data = json.loads((run / "data.json").read_text())
     assert data["replicas"] == 2 and data["global_batch_size"] == 8
+
+    # as if the chief had been killed while saving model.keras, after worker 1 wrote its
+    # summary: "finished" is decided together, so both evaluate and the chief saves
+    (run / "summary.json").unlink()
+    (run / "model.keras").unlink()
+    procs = start_workers(tiny_demo_dir, run, epochs, 3, tmp_path)
+    codes = wait_all(procs, 120)
+    assert codes == [0, 0], worker_logs(tmp_path)
+    again = json.loads((run / "summary.json").read_text())
+    assert again["epochs_run_this_session"] == 0 and (run / "model.keras").exists()
+    assert again["val_lwlrap"] == pytest.approx(summary["val_lwlrap"], abs=1e-6)

@@ -210,27 +210,16 @@ class Method(keras.Model):
         return _step_logs({m.name: m.result() for m in self.metrics[:-1]})
 
     # ------------------------------------------------- distributed training
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras' TF trainer, for a model created under a strategy, pulls one batch and
+    def _maybe_symbolic_build(self, *args, **kwargs):
+        # Private hook of Keras' TF trainer (tests/test_distribute.py checks it still
+        # exists). For a model created under a strategy, Keras pulls one batch and
         # all-reduces it across replicas only to build the model symbolically; that
         # fails on dict inputs under MultiWorkerMirroredStrategy. A method is built by
         # fat_tf.training.build_method (model called, optimiser built), so skip it then.
-        if (self.optimizer is not None and self.optimizer.built
-                and all(layer.built for layer in self._flatten_layers())):
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    def _make_function(self, step_function):
-        # Under multi-worker training the steps return rank-1 logs (see _step_logs);
-        # hand them to callbacks and History as scalars again.
-        function = super()._make_function(step_function)
-        if not is_multi_worker(self.distribute_strategy):
-            return function
-
-        def scalar_logs(iterator):
-            return {k: tf.reshape(v, []) for k, v in function(iterator).items()}
-
-        return scalar_logs
+        if (self._distribute_strategy is not None and self.tagger.built
+                and self.optimizer is not None and self.optimizer.built):
+            return None
+        return super()._maybe_symbolic_build(*args, **kwargs)
 
     def replica_random_draws(self):
         """Context manager: under several replicas, every replica draws its own random
@@ -360,9 +349,10 @@ def _step_logs(logs: dict) -> dict:
 
     Under ``MultiWorkerMirroredStrategy`` over several workers, Keras 3 reduces each
     log with ``strategy.reduce("MEAN", value, axis=0)``, which fails on scalars
-    (tensorflow/tensorflow#72388); there each value is returned with shape ``[1]``
-    (every replica holds the same synchronised metric value, so the mean is that
-    value) and :meth:`Method._make_function` makes it a scalar again.
+    (tensorflow/tensorflow#72388); there each value is returned with shape ``[1]``.
+    That reduction averages over the axis and the replicas together, so callbacks and
+    History get a scalar again: the mean of the replicas' values, which are all the
+    same synchronised metric value.
     """
     if not is_multi_worker(tf.distribute.get_strategy()):
         return logs
