@@ -247,6 +247,8 @@ def test_keras_private_hooks_still_exist():
     for caller in ("fit", "evaluate"):  # where Keras calls it
         source = inspect.getsource(getattr(tf_trainer.TensorFlowTrainer, caller))
         assert "self._maybe_symbolic_build(" in source, caller
+    # the override, like Keras, tells a strategy's model by _distribute_strategy
+    assert "self._distribute_strategy is None" in inspect.getsource(hook)
     assert Method._maybe_symbolic_build is not hook
     # _step_logs relies on multi-worker logs being reduced with axis=0 (to a scalar)
     assert 'strategy.reduce("MEAN", v, axis=0)' in inspect.getsource(
