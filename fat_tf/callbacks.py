@@ -283,6 +283,11 @@ class NonFiniteLossError(FatTfError, RuntimeError):
     """Training produced a NaN or infinite loss (or weights)."""
 
 
+def _float_weights(weights) -> list:
+    """The floating-point variables among ``weights``."""
+    return [w for w in weights if "float" in str(w.dtype)]
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stop at the first batch whose loss, or whose first or last trainable weight, is
     NaN or infinite, with a clear message.
@@ -295,33 +300,28 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     they were and a rerun resumes from finite weights.
     """
 
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self._stop(f"loss became {float(loss)} at batch {batch + 1}")
+    def set_model(self, model):
+        super().set_model(model)
         # A finite loss does not prove finite gradients: TF's fused BatchNorm + ReLU
         # kernels map NaN activations to 0, so NaN inputs can give a finite loss and
         # NaN weights. A NaN gradient reaches the first and the last layer's weights, so
         # checking those two small tensors per batch catches it at once.
-        for weight in self._sentinel_weights():
-            if not bool(keras.ops.all(keras.ops.isfinite(weight.value))):
-                self._stop(f"weight {weight.path} became non-finite at batch {batch + 1}")
+        trainable = _float_weights(model.trainable_weights)
+        self._sentinels = trainable[:1] + trainable[-1:] if len(trainable) > 1 else trainable
 
-    def _sentinel_weights(self) -> list:
-        if getattr(self, "_sentinels", None) is None:
-            trainable = [w for w in self.model.trainable_weights if "float" in str(w.dtype)]
-            self._sentinels = trainable[:1] + trainable[-1:] if len(trainable) > 1 else trainable
-        return self._sentinels
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, self._sentinels, f"at batch {batch + 1}")
 
     def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, _float_weights(self.model.weights), f"in epoch {epoch + 1}")
+
+    def _check(self, logs, weights, when: str):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self._stop(f"loss became {float(loss)} in epoch {epoch + 1}")
-        for weight in self.model.weights:
-            if "float" not in str(weight.dtype):
-                continue
+            self._stop(f"loss became {float(loss)} {when}")
+        for weight in weights:
             if not bool(keras.ops.all(keras.ops.isfinite(weight.value))):
-                self._stop(f"weight {weight.path} became non-finite in epoch {epoch + 1}")
+                self._stop(f"weight {weight.path} became non-finite {when}")
 
     def _stop(self, what: str):
         self.model.stop_training = True

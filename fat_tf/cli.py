@@ -7,7 +7,15 @@ import os
 import sys
 from collections.abc import Callable
 
-from fat_tf.config import PRESETS, Config, ConfigError, apply_overrides, get_preset, parse_override
+from fat_tf.config import (
+    PRECISIONS,
+    PRESETS,
+    Config,
+    ConfigError,
+    apply_overrides,
+    get_preset,
+    parse_override,
+)
 from fat_tf.errors import FatTfError
 
 # CLI flag -> config field it sets.
@@ -48,7 +56,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compile the train step with XLA (default: the config's "
                              "train.jit_compile, 'auto' = on with a GPU, off on CPU)")
     parser.add_argument("--precision", default=None,
-                        choices=["float32", "mixed_float16", "mixed_bfloat16"],
+                        choices=PRECISIONS,
                         help="Keras dtype policy")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
