@@ -50,7 +50,10 @@ model takes waveforms only.
 Export writes everything to a temporary folder beside ``DIR``, reloads what it wrote,
 checks that the SavedModel, the ``.keras`` file and the TFLite models give the clip
 probabilities of :func:`fat_tf.inference.score_clips` on a few clips, and only then
-renames the folder to ``DIR``.
+renames the folder to ``DIR``. An existing ``DIR`` is replaced only with ``--overwrite``
+and only if it is a previous export (its ``export.json`` says so, and it holds no run
+files); a run folder, the run being exported, a folder holding it or inside it, and any
+other file or folder are refused before anything is written.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from pathlib import Path
 import numpy as np
 
 from fat_tf.cli import run_cli
+from fat_tf.errors import FatTfError
 
 EXPORT_FORMAT = "fat_tf-export"
 EXPORT_VERSION = 1
@@ -701,26 +705,25 @@ def export_run(
         tflite: write TFLite models at all.
         pooling: window pooling baked into the export (default: the run's config).
         tta: bake time-reversal test-time augmentation into the export.
-        overwrite: replace ``out`` if it exists.
+        overwrite: replace ``out`` if it is a previous export (see
+            :func:`is_previous_export`); any other existing ``out`` is refused.
         log: where progress lines go.
 
     Returns:
         the ``export.json`` content (settings, files, check results).
 
     Raises:
-        FatTfError: bad run folder or existing ``out``; ExportError: a reloaded format
-        disagrees with the Keras model.
+        FatTfError: bad run folder, or an ``out`` that may not be written (see
+        :func:`check_out`); ExportError: a reloaded format disagrees with the Keras model.
     """
     import keras
     import tensorflow as tf
 
     import fat_tf
-    from fat_tf.errors import FatTfError
     from fat_tf.inference import load_run, score_clips
 
     out = Path(out).absolute()
-    if out.exists() and not overwrite:
-        raise FatTfError(f"{out} already exists; pass --overwrite to replace it")
+    check_out(out, run_dir, overwrite)  # before anything is written
     trained = load_run(run_dir)
     model_path = trained.model_path(which)
     model = trained.load_model(which)
@@ -800,7 +803,7 @@ def export_run(
                 f"(more than {QUANTIZED_TOLERANCE}); prefer model.tflite")
             log(f"warning: {info['check']['warning']}")
         (tmp / "export.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        _replace_folder(tmp, out)
+        _replace_folder(tmp, out, overwrite)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if tmp.exists():
@@ -836,10 +839,80 @@ def signature_table(tflite: bool = True) -> dict:
     return table
 
 
-def _replace_folder(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first, then deleted."""
+#: Files and folders of a run folder; a folder holding any of them is not an export.
+RUN_FOLDER_NAMES = ("data.json", "metrics.csv", "summary.json", "backup", "best.keras",
+                    "tensorboard", "workers", ".lock")
+
+
+def is_previous_export(path: str | Path) -> bool:
+    """Whether ``path`` is a folder written by :func:`export_run`: the only kind of
+    folder ``--overwrite`` replaces.
+
+    Its marker is ``export.json`` with ``"format": "fat_tf-export"``; a folder that also
+    holds a run folder's files (:data:`RUN_FOLDER_NAMES`) does not count.
+
+    Args:
+        path: a file or folder.
+    """
+    path = Path(path)
+    if not path.is_dir() or any((path / name).exists() for name in RUN_FOLDER_NAMES):
+        return False
+    try:
+        info = json.loads((path / "export.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("format") == EXPORT_FORMAT
+
+
+def check_out(out: str | Path, run_dir: str | Path, overwrite: bool) -> None:
+    """Refuse an export folder that would lose data, before anything is written.
+
+    ``out`` may not be the run folder being exported, a folder that holds it, or a folder
+    inside it; if it exists it must be a previous export (:func:`is_previous_export`) and
+    ``overwrite`` must be set.
+
+    Args:
+        out: the export folder asked for.
+        run_dir: the run folder being exported.
+        overwrite: whether an existing previous export may be replaced.
+
+    Raises:
+        FatTfError: one line naming ``out`` and what to do instead.
+    """
+    out, source = Path(out), Path(run_dir).resolve()
+    target = out.resolve()
+    instead = "choose a new --out folder (or a previous export, with --overwrite)"
+    if target == source:
+        raise FatTfError(f"{out} is the run folder being exported; {instead}")
+    if target in source.parents:
+        raise FatTfError(f"{out} holds the run folder being exported ({source}); {instead}")
+    if source in target.parents:
+        raise FatTfError(f"{out} is inside the run folder being exported ({source}); "
+                         "choose an --out folder outside it")
+    if not (out.exists() or out.is_symlink()):
+        return
+    if is_previous_export(out):
+        if not overwrite:
+            raise FatTfError(f"{out} already exists; pass --overwrite to replace it")
+        return
+    if not out.is_dir():
+        what = "a file" if out.is_file() else "not a folder"
+    elif (out / "config.json").exists() and (out / "data.json").exists():
+        what = "a run folder"
+    else:
+        what = "not a fat_tf export"
+    raise FatTfError(f"{out} already exists and is {what}; --overwrite only replaces a "
+                     f"previous export, so {instead}")
+
+
+def _replace_folder(tmp: Path, out: Path, overwrite: bool = False) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` (a previous export, checked again
+    here in case it appeared or changed while exporting) is moved aside, then deleted."""
     old = None
-    if out.exists():
+    if out.exists() or out.is_symlink():
+        if not (overwrite and is_previous_export(out)):
+            raise FatTfError(f"{out} appeared or changed while exporting and is not a "
+                             "previous export; nothing was replaced")
         old = Path(tempfile.mkdtemp(prefix=f".old-{out.name}-", dir=out.parent))
         os.replace(out, old / out.name)
     os.replace(tmp, out)
@@ -940,7 +1013,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="window pooling baked into the export (default: the run's config)")
     parser.add_argument("--tta", action="store_true",
                         help="bake time-reversal test-time augmentation into the export")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out that is a previous export (never a "
+                             "run folder or any other file or folder)")
     return parser
 
 

@@ -10,7 +10,8 @@
   :class:`fat_tf.callbacks.AtomicBackupAndRestore`;
 * ``best.keras`` — the evaluated model at the best validation lwlrap;
 * ``model.keras`` — the final evaluated model (waveform in, logits out);
-* ``summary.json`` — final and best validation lwlrap, chance level, timing.
+* ``summary.json`` — final and best validation lwlrap, chance level, timing;
+* ``.lock`` — locked by the process writing the run (see :mod:`fat_tf.run_lock`).
 
 Rerunning the same command on an unfinished run folder resumes it; a finished one is
 left as it is. Every file is written atomically.
@@ -30,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fat_tf import run_lock
 from fat_tf.callbacks import (
     AtomicBackupAndRestore,
     MetricsCSV,
@@ -59,7 +61,8 @@ from fat_tf.ops.schedules import build_schedule
 
 
 class RunFolderError(FatTfError):
-    """The run folder cannot be used (unwritable, or holds a different run)."""
+    """The run folder cannot be used (unwritable, in use by another process, or holds a
+    different run)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,10 +244,16 @@ def chance_lwlrap(labels: np.ndarray, seed: int = 0, draws: int = 20) -> float:
 def prepare_run_folder(run_dir: Path, config: Config) -> bool:
     """Create or reopen a run folder; return True if the run there already finished.
 
-    Raises RunFolderError if the folder is unwritable or holds a run with another config.
+    Takes the folder's lock (:mod:`fat_tf.run_lock`) before touching anything in it; the
+    lock is held until the enclosing :func:`train` call returns or raises, so the stale
+    temporary files deleted here cannot belong to a live run.
+
+    Raises RunFolderError if the folder is unwritable, in use by another process or holds
+    a run with another config.
     """
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        run_lock.hold(run_dir, RunFolderError)  # first: one writer per folder
         probe = run_dir / ".write-test"
         probe.write_text("ok")
         probe.unlink()
@@ -328,6 +337,7 @@ def _check_same_batching(folder: Path, record: dict) -> None:
         )
 
 
+@run_lock.scoped  # the run folder's lock is released when train() returns or raises
 def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
           verbose: int | str = "auto", strategy=None) -> dict:
     """Train as ``config`` says on the dataset in ``data_dir``; fill ``run_dir``.
@@ -337,7 +347,8 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     folder; every other worker keeps its own resumable backup (and a copy of the config
     and of ``data.json``) in ``run_dir/workers/<type>-<index>/``, on its own disk unless
     ``run_dir`` is shared, and writes no models, metrics or logs. Every worker resumes
-    from its own backup; all of them are written at the same epochs.
+    from its own backup; all of them are written at the same epochs. Only one process
+    may write a folder at a time: another one is refused with RunFolderError.
 
     Args:
         config: the resolved run config.
