@@ -59,7 +59,7 @@ import time
 
 RESULT_MARK = "@@result "
 ALL_METHODS = ("supervised", "mixup", "vat", "meanteacher", "mixmatch")
-STEPS_PER_EPOCH = 100  # for the schedules and ramp-ups only; no epoch boundary is timed
+RUN_STEPS = 100  # the run length schedules and ramp-ups are shaped to; nothing else
 
 # per-preset defaults: (batch, steps per timed run, timed runs, warm-up steps)
 DEFAULTS = {
@@ -240,7 +240,7 @@ class TFBackend:
         tf, keras = self.tf, self.keras
         start = time.perf_counter()
         config = self.config.replace(**{"train.method": method})
-        model = build_method(config, self.classes, STEPS_PER_EPOCH)
+        model = build_method(config, self.classes, RUN_STEPS)
         audio, extra, labels = self.data
         keys = ("logmel", "unlabelled_logmel") if self.features else ("audio", "unlabelled")
         inputs = {keys[0]: audio}
@@ -346,7 +346,7 @@ class TorchBackend:
         tagger = tagger_from_config(self.config, self.classes, self.channels_last)
         self.methods[key] = METHODS[method](tagger, self.config.method,
                                             lr=self.config.optim.lr_max,
-                                            steps_per_epoch=STEPS_PER_EPOCH)
+                                            total_steps=RUN_STEPS)
         build_s = time.perf_counter() - start
         start = time.perf_counter()
         self.run(key, 1)

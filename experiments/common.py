@@ -62,7 +62,7 @@ def data_dir_or_demo(data: str | None) -> str:
     return str(default_demo_dir())
 
 
-def run_folder(method: str, seed: int, epochs: int, settings: list[str], data_dir: str,
+def run_folder(method: str, seed: int, epochs: int | None, settings: list[str], data_dir: str,
                pool: Path = RUN_POOL) -> Path:
     """Where the run defined by these arguments lives in the pool (name + content hash)."""
     key = json.dumps([method, seed, epochs, sorted(settings), str(Path(data_dir).resolve()),
@@ -71,14 +71,15 @@ def run_folder(method: str, seed: int, epochs: int, settings: list[str], data_di
     return pool / f"{method}-seed{seed}-{digest}"
 
 
-def train_run(method: str, seed: int, epochs: int, settings: list[str], data_dir: str,
+def train_run(method: str, seed: int, epochs: int | None, settings: list[str], data_dir: str,
               pool: Path = RUN_POOL) -> Path:
     """Train one run with ``python -m fat_tf.train`` (or reuse it if it already finished).
 
     Args:
         method: training method.
         seed: seed of the run.
-        epochs: number of epochs.
+        epochs: number of epochs, or None for a budget in steps (``train.steps`` in
+            ``settings``, else the preset's).
         settings: ``section.field=value`` overrides.
         data_dir: dataset folder.
         pool: folder that holds the run folders.
@@ -92,7 +93,9 @@ def train_run(method: str, seed: int, epochs: int, settings: list[str], data_dir
         return run_dir
     data_dir = str(Path(data_dir).resolve())
     cmd = [sys.executable, "-m", "fat_tf.train", "--data", data_dir, "--out", str(run_dir),
-           "--method", method, "--seed", str(seed), "--epochs", str(epochs)]
+           "--method", method, "--seed", str(seed)]
+    if epochs is not None:
+        cmd += ["--epochs", str(epochs)]
     for s in settings:
         cmd += ["--set", s]
     print("training:", " ".join(cmd[1:]), flush=True)
@@ -110,7 +113,7 @@ def summary(run_dir: Path) -> dict:
 
 
 def test_lwlrap(run_dir: Path, tta: bool = False, model: str = "final") -> float:
-    """Whole-clip lwlrap of the run's model on the labelled test set."""
+    """Whole-clip lwlrap of the run's model (``final`` or ``best``) on the labelled test set."""
     from fat_tf.report import score_run
 
     return score_run(run_dir, "test", model=model, tta=tta).lwlrap

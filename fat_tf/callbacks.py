@@ -191,8 +191,19 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._remove_uncommitted(keep=name, previous=previous["weights"] if previous else None)
 
 
+def optimizer_step(model) -> int | None:
+    """The optimiser steps ``model`` has taken (None before it has an optimiser)."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+
 class MetricsCSV(keras.callbacks.Callback):
     """Write epoch metrics to a CSV file, rewritten atomically after every epoch.
+
+    Each row holds the epoch (a validation interval), the optimiser ``step`` reached,
+    every logged metric and the learning rate.
 
     Args:
         path: the CSV file.
@@ -212,6 +223,9 @@ class MetricsCSV(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1}
+        step = optimizer_step(self.model)
+        if step is not None:
+            row["step"] = step
         for key, value in (logs or {}).items():
             row[key] = float(value)
         lr = self._learning_rate()
@@ -261,10 +275,15 @@ class SaveBestModel(keras.callbacks.Callback):
 
     def best(self) -> float | None:
         """The best monitored value saved so far (None before the first save)."""
+        state = self.best_state()
+        return None if state is None else state["value"]
+
+    def best_state(self) -> dict | None:
+        """``{"monitor", "value", "epoch", "step"}`` of the saved best model, or None."""
         if not os.path.exists(self.state_path):
             return None
         with open(self.state_path, encoding="utf-8") as f:
-            return json.load(f)["value"]
+            return json.load(f)
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -275,7 +294,8 @@ class SaveBestModel(keras.callbacks.Callback):
         if best is not None and self.sign * value <= self.sign * best:
             return
         atomic_save_model(self.model.evaluated_model, self.path)
-        state = {"monitor": self.monitor, "value": value, "epoch": epoch + 1}
+        state = {"monitor": self.monitor, "value": value, "epoch": epoch + 1,
+                 "step": optimizer_step(self.model)}
         atomic_write_text(self.state_path, json.dumps(state))
 
 

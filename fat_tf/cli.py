@@ -21,6 +21,7 @@ from fat_tf.errors import FatTfError
 # CLI flag -> config field it sets.
 FLAG_FIELDS = {
     "method": "train.method",
+    "steps": "train.steps",
     "epochs": "train.epochs",
     "batch_size": "data.batch_size",
     "lr_schedule": "optim.lr_schedule",
@@ -42,7 +43,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                              "config); replaces the preset")
     parser.add_argument("--method", default=None,
                         help="training method: supervised, mixup, vat, meanteacher, mixmatch")
-    parser.add_argument("--epochs", type=int, default=None, help="number of epochs")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="run length in optimiser steps (the preset's train.steps, "
+                             f"{get_preset('small').train.steps} for 'small'); schedules and "
+                             "ramps are fractions of it")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="give the run length in passes over the labelled clips instead "
+                             "of --steps (default: not used)")
     parser.add_argument("--batch-size", type=int, default=None, help="labelled clips per batch")
     parser.add_argument("--lr-schedule", default=None,
                         choices=["cosine", "cosine_restarts", "constant"],

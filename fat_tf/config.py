@@ -178,13 +178,13 @@ class OptimConfig:
 
     Args:
         optimizer: ``adam`` or ``adamw``.
-        lr_schedule: ``cosine`` (per-epoch cosine annealing with period
-            ``cosine_period`` epochs, restarting), ``cosine_restarts``
-            (keras CosineDecayRestarts, per step) or ``constant``.
+        lr_schedule: ``cosine`` (one cosine annealing from ``lr_max`` to ``lr_min``
+            over the whole run, per step), ``cosine_restarts`` (``cosine_cycles``
+            equal annealing cycles with warm restarts) or ``constant``.
         lr_max: peak learning rate.
         lr_min: floor of the cosine schedules.
-        cosine_period: epochs per cosine cycle.
-        warmup_epochs: linear warm-up length in epochs (0 disables).
+        cosine_cycles: number of cycles of ``cosine_restarts`` in the run.
+        warmup_fraction: linear warm-up over this fraction of the run (0 disables).
         weight_decay: decoupled weight decay for ``adamw``.
     """
 
@@ -192,8 +192,8 @@ class OptimConfig:
     lr_schedule: str = "cosine"
     lr_max: float = 3e-3
     lr_min: float = 1e-5
-    cosine_period: int = 10
-    warmup_epochs: int = 0
+    cosine_cycles: int = 3
+    warmup_fraction: float = 0.0
     weight_decay: float = 1e-4
 
 
@@ -207,9 +207,13 @@ class MethodConfig:
         vat_eps: norm of the adversarial perturbation (on the standardised log-mel).
         vat_ip: number of power iterations.
         vat_weight: weight of the VAT loss.
-        ema_decay: mean-teacher EMA decay (warm-up ``min(1 - 1/(step+1), decay)``).
+        ema_decay: mean-teacher long-run EMA decay (warm-up ``min(1 - 1/(step+1), decay)``).
+        ema_horizon_fraction: cap the EMA's averaging horizon ``1 / (1 - decay)`` at this
+            fraction of the run's steps (0 = no cap), so a short run's teacher does not
+            average the random start; 0.1 gives 0.99 for 1,000 steps, 0.999 for 10,000.
         consistency_weight: final weight of the mean-teacher consistency loss.
-        rampup_epochs: length of the ramp-up of the unsupervised weights in epochs.
+        rampup_fraction: length of the sigmoid ramp-up of the unsupervised weights, as
+            a fraction of the run's optimiser steps.
         mixmatch_k: augmentations per unlabelled clip for MixMatch.
         mixmatch_temperature: sharpening temperature T of MixMatch.
         mixmatch_weight: final weight of MixMatch's unlabelled loss.
@@ -222,8 +226,9 @@ class MethodConfig:
     vat_ip: int = 1
     vat_weight: float = 1.0
     ema_decay: float = 0.999
+    ema_horizon_fraction: float = 0.1
     consistency_weight: float = 10.0
-    rampup_epochs: int = 5
+    rampup_fraction: float = 0.2
     mixmatch_k: int = 2
     mixmatch_temperature: float = 0.5
     mixmatch_weight: float = 10.0
@@ -236,9 +241,15 @@ class TrainConfig:
 
     Args:
         method: training method name (see ``fat_tf.methods.registry``).
-        epochs: number of epochs.
-        steps_per_epoch: optimiser steps per epoch (``None`` = one pass over the
-            labelled training clips).
+        steps: the run's budget in optimiser steps (used when ``epochs`` is None).
+            Schedules and ramps are fractions of it, so its shape does not depend on
+            the size of the labelled set.
+        epochs: give the budget in epochs instead (``None`` = use ``steps``): the run
+            takes ``epochs * steps_per_epoch`` optimiser steps.
+        steps_per_epoch: optimiser steps per epoch when ``epochs`` is set (``None`` =
+            one pass over the labelled training clips).
+        validate_every: optimiser steps between validations (and checkpoints); the
+            budget is rounded to a whole number of them (at least one).
         loss: ``bce`` (sigmoid binary cross-entropy) or ``hinge`` (multi-label margin).
         seed: seed of every random choice (data order, crops, init, augmentation).
         jit_compile: compile the train step with XLA: ``true``, ``false`` or ``auto``
@@ -253,8 +264,10 @@ class TrainConfig:
     """
 
     method: str = "supervised"
-    epochs: int = 30
+    steps: int = 1500
+    epochs: int | None = None
     steps_per_epoch: int | None = None
+    validate_every: int = 100
     loss: str = "bce"
     seed: int = 0
     jit_compile: bool | str = "auto"
@@ -271,6 +284,10 @@ class TrainConfig:
                 f"train.precision must be one of {', '.join(PRECISIONS)}, "
                 f"got {self.precision!r}"
             )
+        for name in ("steps", "validate_every", "epochs", "steps_per_epoch"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -367,8 +384,7 @@ def _small_preset() -> Config:
         frontend=FrontEndConfig(n_mels=64),
         data=DataConfig(batch_size=32, shuffle_buffer=1024),
         model=ModelConfig(channels=(16, 32, 64, 128), head_units=64),
-        optim=OptimConfig(lr_max=3e-3, cosine_period=10),
-        train=TrainConfig(epochs=30),
+        optim=OptimConfig(lr_max=3e-3),
     )
 
 

@@ -349,7 +349,7 @@ def plot_learning_curves(runs: list[RunRecord], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, r in enumerate(runs):
         colour = f"C{i % 10}"
-        epochs = r.column("epoch")
+        epochs = optimiser_steps(r)
         left.plot(epochs, r.column("val_lwlrap"), color=colour, marker=".", label=r.name)
         right.plot(epochs, r.column("loss"), color=colour, label=f"{r.name} (train)")
         if np.isfinite(r.column("val_loss")).any():
@@ -358,19 +358,33 @@ def plot_learning_curves(runs: list[RunRecord], path: Path) -> None:
     chance = [r.summary["chance_lwlrap"] for r in runs if "chance_lwlrap" in r.summary]
     if chance:
         left.axhline(float(np.mean(chance)), color="gray", linestyle=":", label="chance")
-    left.set(xlabel="epoch", ylabel="validation lwlrap", title="validation lwlrap")
-    right.set(xlabel="epoch", ylabel="loss", title="loss (training: all terms weighted)")
+    left.set(xlabel="optimiser step", ylabel="validation lwlrap", title="validation lwlrap")
+    right.set(xlabel="optimiser step", ylabel="loss", title="loss (training: all terms weighted)")
     left.legend(fontsize=7)
     right.legend(fontsize=7)
     fig.tight_layout()
     save_png(fig, path)
 
 
+def optimiser_steps(run: RunRecord) -> np.ndarray:
+    """The optimiser step reached at each row of a run's ``metrics.csv`` (its ``step``
+    column, or epochs times the run's steps per epoch for runs that lack it).
+
+    Args:
+        run: a loaded run.
+    """
+    steps = run.column("step")
+    if np.isfinite(steps).all():
+        return steps
+    per_epoch = run.summary.get("steps_per_epoch", run.data.get("steps_per_epoch", 1))
+    return run.column("epoch") * per_epoch
+
+
 def schedule_curve(run: RunRecord, points: int = 400) -> tuple[np.ndarray, np.ndarray] | None:
     """The run's learning rate per optimiser step, rebuilt from its config.
 
-    Returns ``(epoch_position, learning_rate)`` sampled at up to ``points`` steps, or None
-    when the steps per epoch are unknown.
+    Returns ``(step, learning_rate)`` sampled at up to ``points`` steps, or None when the
+    run's step budget is unknown (a run that has not written ``data.json``).
 
     Args:
         run: a loaded run.
@@ -380,22 +394,18 @@ def schedule_curve(run: RunRecord, points: int = 400) -> tuple[np.ndarray, np.nd
     from fat_tf.ops.schedules import build_schedule
 
     config = Config.from_dict(run.config)
-    steps = config.train.steps_per_epoch
-    if not steps:
-        clips = run.summary.get("train_clips", run.data.get("train_clips"))
-        if not clips:
-            return None
-        steps = max(1, clips // min(config.data.batch_size, clips))
+    total = run.summary.get("total_steps", run.data.get("total_steps"))
+    if not total:
+        return None
     o = config.optim
-    schedule = build_schedule(o.lr_schedule, o.lr_max, o.lr_min, o.cosine_period, steps,
-                              o.warmup_epochs)
-    total = steps * config.train.epochs
+    schedule = build_schedule(o.lr_schedule, o.lr_max, o.lr_min, total, o.cosine_cycles,
+                              o.warmup_fraction)
     at = np.unique(np.linspace(0, total - 1, min(points, total)).round().astype(int))
     if callable(schedule):
         lr = np.array([float(schedule(int(s))) for s in at])
     else:
         lr = np.full(len(at), float(schedule))
-    return at / steps, lr
+    return at, lr
 
 
 def plot_lr_schedule(runs: list[RunRecord], path: Path) -> None:
@@ -412,10 +422,10 @@ def plot_lr_schedule(runs: list[RunRecord], path: Path) -> None:
         curve = schedule_curve(r)
         if curve is not None:
             ax.plot(*curve, color=colour, label=f"{r.name} ({r.config['optim']['lr_schedule']})")
-        ax.plot(r.column("epoch"), r.column("learning_rate"), ".", color=colour,
+        ax.plot(optimiser_steps(r), r.column("learning_rate"), ".", color=colour,
                 label=None if curve is not None else r.name)
-    ax.set(xlabel="epoch", ylabel="learning rate", yscale="log",
-           title="learning rate (line: per step; dots: logged at each epoch's end)")
+    ax.set(xlabel="optimiser step", ylabel="learning rate", yscale="log",
+           title="learning rate (line: per step; dots: logged at each validation)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_png(fig, path)

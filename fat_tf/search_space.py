@@ -10,7 +10,7 @@ A search space is a small JSON file that names config fields and how to sample t
         "model.backbone":     {"type": "choice", "values": ["cnn", "cnn_skip"]},
         "model.channels":     {"type": "choice", "values": [[8, 16, 32, 64], [16, 32, 64, 128]]},
         "augment.time_flip":  {"type": "boolean"},
-        "optim.warmup_epochs": {"type": "fixed", "value": 1}
+        "optim.warmup_fraction": {"type": "fixed", "value": 0.05}
       }
     }
 

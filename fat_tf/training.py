@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from fat_tf import run_lock
+from fat_tf.budget import RunBudget, resolve_budget
 from fat_tf.callbacks import (
     AtomicBackupAndRestore,
     MetricsCSV,
@@ -149,8 +150,11 @@ def global_batch_size(config: Config, train_clips: int, replicas: int = 1) -> in
 
 def make_datasets(
     data: TrainingData, config: Config, replicas: int = 1
-) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
-    """The training and validation ``tf.data`` streams and the steps per epoch.
+) -> tuple[tf.data.Dataset, tf.data.Dataset, RunBudget]:
+    """The training and validation ``tf.data`` streams and the run's budget.
+
+    The training stream repeats without end (reshuffled on every pass); the budget
+    (:func:`fat_tf.budget.resolve_budget`) says how many steps ``fit`` takes from it.
 
     Batches are global: ``data.batch_size`` labelled clips (and
     ``data.eval_batch_size`` validation clips) per replica, times ``replicas``; a
@@ -185,21 +189,21 @@ def make_datasets(
         max_windows=d.max_eval_windows, batch_size=d.eval_batch_size * replicas,
         cache=d.cache, parallel_calls=d.parallel_calls,
     )
-    steps = config.train.steps_per_epoch or max(1, len(data.train_paths) // global_batch)
-    if config.train.steps_per_epoch:
-        train = train.repeat()
+    budget = resolve_budget(config, len(data.train_paths), global_batch)
+    train = train.repeat()
     if replicas > 1:
         train, validation = shard_by_data(train), shard_by_data(validation)
-    return train, validation, steps
+    return train, validation, budget
 
 
-def build_method(config: Config, num_classes: int, steps_per_epoch: int, strategy=None):
+def build_method(config: Config, num_classes: int, total_steps: int, strategy=None):
     """Build the tagger, wrap it in the configured method and compile it.
 
     Args:
         config: the run config.
         num_classes: number of classes.
-        steps_per_epoch: optimiser steps per epoch (for schedules and ramps).
+        total_steps: optimiser steps of the whole run (schedules and ramps are
+            fractions of it).
         strategy: None, a strategy name or a ``tf.distribute.Strategy`` (see
             :func:`fat_tf.distribute.make_strategy`); the method, its optimiser and
             all their variables are created under its scope.
@@ -207,22 +211,22 @@ def build_method(config: Config, num_classes: int, steps_per_epoch: int, strateg
     strategy = make_strategy(strategy)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
-        return _build_method(config, num_classes, steps_per_epoch)
+        return _build_method(config, num_classes, total_steps)
 
 
-def _build_method(config: Config, num_classes: int, steps_per_epoch: int):
+def _build_method(config: Config, num_classes: int, total_steps: int):
     keras.mixed_precision.set_dtype_policy(config.train.precision)
     keras.utils.set_random_seed(config.train.seed)
     tagger = build_tagger(config, num_classes)
     method_cls = get_method(config.train.method)
     method = method_cls(
         tagger, num_classes, loss=config.train.loss, hparams=config.method,
-        steps_per_epoch=steps_per_epoch, window_pooling=config.data.window_pooling,
+        total_steps=total_steps, window_pooling=config.data.window_pooling,
         seed=config.train.seed, jit_frontend=config.train.jit_frontend,
     )
     o = config.optim
-    schedule = build_schedule(o.lr_schedule, o.lr_max, o.lr_min, o.cosine_period,
-                              steps_per_epoch, o.warmup_epochs)
+    schedule = build_schedule(o.lr_schedule, o.lr_max, o.lr_min, total_steps,
+                              o.cosine_cycles, o.warmup_fraction)
     if o.optimizer == "adam":
         optimizer = keras.optimizers.Adam(schedule)
     elif o.optimizer == "adamw":
@@ -315,10 +319,12 @@ def check_free_space(run_dir: Path, method) -> None:
 
 
 def _check_same_batching(folder: Path, record: dict) -> None:
-    """Refuse to resume a run with another global batch or number of steps per epoch.
+    """Refuse to resume a run with another global batch or step budget.
 
-    Schedules and ramp-ups count optimiser steps in epochs of ``steps_per_epoch``
-    steps; resuming with another number of replicas would change it mid-run.
+    Schedules and ramp-ups are fractions of the run's optimiser steps, and a budget in
+    epochs depends on the global batch; resuming with another number of replicas would
+    change them mid-run. (A longer budget with the same batching is allowed: the
+    tuner's Hyperband continues trials that way.)
     """
     metadata, previous = folder / "backup" / "training_metadata.json", folder / "data.json"
     if not (metadata.exists() and previous.exists()):
@@ -330,9 +336,11 @@ def _check_same_batching(folder: Path, record: dict) -> None:
     if changed:
         raise RunFolderError(
             f"{folder} was started with {before.get('replicas', 1)} replica(s), a global "
-            f"batch of {before['global_batch_size']} clips and {before['steps_per_epoch']} "
-            f"steps per epoch; this session has {record['replicas']} replica(s), "
-            f"{record['global_batch_size']} and {record['steps_per_epoch']}. Resume it with "
+            f"batch of {before['global_batch_size']} clips and "
+            f"{before.get('total_steps', '?')} steps ({before['steps_per_epoch']} per "
+            f"validation); this session has {record['replicas']} replica(s), "
+            f"{record['global_batch_size']} and {record['total_steps']} "
+            f"({record['steps_per_epoch']}). Resume it with "
             "the same number of replicas (or start a new --out folder)"
         )
 
@@ -381,11 +389,12 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     data = split_data(dataset, config, method_cls.uses_unlabelled)
     # tf.data seeds combine with the global seed, so set it before building the streams
     keras.utils.set_random_seed(config.train.seed)
-    train_ds, val_ds, steps = make_datasets(data, config, replicas)
+    train_ds, val_ds, budget = make_datasets(data, config, replicas)
     batching = {"strategy": type(strategy).__name__ if strategy else None,
                 "replicas": replicas,
                 "global_batch_size": global_batch_size(config, len(data.train_paths), replicas),
-                "steps_per_epoch": steps}
+                "steps_per_epoch": budget.interval_steps,
+                "total_steps": budget.total_steps}
     _check_same_batching(folder, batching)
     atomic_write_text(folder / "data.json", json.dumps({
         "data_dir": str(Path(data_dir).resolve()),
@@ -398,7 +407,7 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     if replicas > 1:
         print(f"training on {replicas} replicas ({batching['strategy']}, {role.name}); "
               f"global batch {batching['global_batch_size']} clips")
-    method = build_method(config, len(data.class_names), steps, strategy)
+    method = build_method(config, len(data.class_names), budget.total_steps, strategy)
     check_free_space(folder, method)
     # The backup goes last: an epoch's CSV row and best model are written before the
     # backup that marks the epoch done, so a kill in between re-runs (and rewrites) it.
@@ -421,10 +430,12 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
             if is_multi_worker(strategy) else None,
         ),
     ]
+    print(f"training for {budget.total_steps} optimiser steps, validating every "
+          f"{budget.interval_steps} ({budget.intervals} validations)")
     started = time.time()
     history = method.fit(
-        train_ds, validation_data=val_ds, epochs=config.train.epochs,
-        steps_per_epoch=steps if config.train.steps_per_epoch else None,
+        train_ds, validation_data=val_ds, epochs=budget.intervals,
+        steps_per_epoch=budget.interval_steps,
         callbacks=callbacks, verbose=verbose, shuffle=False,
     )
     scores = history.history.get("val_lwlrap")
@@ -434,11 +445,16 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
         final_lwlrap = method.evaluate(val_ds, verbose=0, return_dict=True)["lwlrap"]
     if role.is_chief:
         atomic_save_model(method.evaluated_model, str(run_dir / "model.keras"))
+    best = best_model.best_state() if role.is_chief else None
     summary = {
         "method": config.train.method,
-        "epochs": config.train.epochs,
+        "total_steps": budget.total_steps,
+        "epochs": budget.intervals,
+        "steps_per_epoch": budget.interval_steps,
         "val_lwlrap": float(final_lwlrap),
-        "best_val_lwlrap": best_model.best() if role.is_chief else None,
+        "best_val_lwlrap": best["value"] if best else None,
+        "best_step": best.get("step") if best else None,
+        "best_model": "best.keras" if best else None,
         "chance_lwlrap": chance_lwlrap(data.validation.labels, config.train.seed),
         "validation_clips": len(data.validation),
         "train_clips": len(data.train_paths),

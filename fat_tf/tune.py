@@ -24,7 +24,7 @@ search-space file (JSON; default: the method's file in fat_tf/search_spaces/):
      "model.channels": {"type": "choice", "values": [[8, 16, 32, 64], [16, 32, 64, 128]]},
      "method.vat_ip":  {"type": "int", "min": 1, "max": 3},
      "augment.time_flip": {"type": "boolean"},
-     "optim.warmup_epochs": {"type": "fixed", "value": 1}}}
+     "optim.warmup_fraction": {"type": "fixed", "value": 0.05}}}
 
 outputs in --out: best_config.json (for python -m fat_tf.train --config; its train.epochs
 is --epochs, also under Hyperband), trials.csv and trials.md (one row per trial, with the

@@ -63,6 +63,7 @@ from typing import Any
 
 import keras_tuner
 
+from fat_tf.budget import budget_in_epochs
 from fat_tf.config import Config, ConfigError, atomic_write_text
 from fat_tf.errors import FatTfError
 from fat_tf.search_space import SearchSpace
@@ -505,6 +506,8 @@ def run_search(config: Config, space: SearchSpace, data_dir: str | os.PathLike |
 
     Args:
         config: the base config (``train.epochs`` = epochs per trial; Hyperband: the most).
+            A budget in steps is first turned into epochs of ``train.validate_every``
+            steps (:func:`fat_tf.budget.budget_in_epochs`).
         space: the hyperparameters to search.
         data_dir: the dataset folder (not needed by a distributed chief).
         out: the search folder (resumed when it holds the same search).
@@ -530,6 +533,7 @@ def run_search(config: Config, space: SearchSpace, data_dir: str | os.PathLike |
     """
     who = role()
     out = Path(out)
+    config = budget_in_epochs(config)
     strategy = None if strategy in (None, "none") else strategy
     if tuner not in TUNERS:
         raise ConfigError(f"unknown tuner {tuner!r}; choose from {', '.join(TUNERS)}")

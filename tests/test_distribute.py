@@ -57,7 +57,7 @@ def local_copies(strategy, variable):
 EQUALITY = PRELUDE + """
 def run(method_name, strategy, duplicated, synchronized):
     config = tiny_config(**{"train.method": method_name, "augment.time_flip": False})
-    method = build_method(config, CLASSES, steps_per_epoch=1, strategy=strategy)
+    method = build_method(config, CLASSES, total_steps=1, strategy=strategy)
     with strategy.scope() if strategy else contextlib.nullcontext():
         method.compile(optimizer=keras.optimizers.SGD(0.05))
         method.optimizer.build(method.tagger.trainable_variables)
@@ -112,7 +112,7 @@ out = {}
 CASES = [(name, "float32") for name in ["supervised", "mixup", "vat", "meanteacher", "mixmatch"]]
 for name, precision in CASES + [("vat", "mixed_float16")]:  # + the loss scale
     config = tiny_config(**{"train.method": name, "train.precision": precision})
-    method = build_method(config, CLASSES, steps_per_epoch=1, strategy=MIRRORED)
+    method = build_method(config, CLASSES, total_steps=1000, strategy=MIRRORED)
     audio, labels = batch_data(config, n=8)
     inputs = {"audio": audio}
     if method.uses_unlabelled:
@@ -168,7 +168,7 @@ print("RESULT" + json.dumps(out))
 BATCHNORM = PRELUDE + """
 def one_step(strategy, audio, labels):
     config = tiny_config(**{"train.method": "supervised", "augment.time_flip": False})
-    method = build_method(config, CLASSES, steps_per_epoch=1, strategy=strategy)
+    method = build_method(config, CLASSES, total_steps=1, strategy=strategy)
     ds = tf.data.Dataset.from_tensor_slices(({"audio": audio}, labels)).batch(len(audio))
     method.fit(ds, epochs=1, verbose=0)
     stats = [v for v in method.tagger.non_trainable_variables

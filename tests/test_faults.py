@@ -9,6 +9,7 @@ command finishes the run. ``tests/test_train_cli.py`` covers a SIGKILL in mid-ep
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import signal
@@ -112,25 +113,27 @@ def test_non_finite_loss_is_one_error_line(tiny_demo_dir, tmp_path, capsys):
 
 
 def poison_audio_after(monkeypatch, run: Path, epoch: int) -> None:
-    """Make every training batch NaN once the backup of ``epoch`` is committed.
+    """Make every training batch NaN from the first batch after ``epoch`` epochs.
 
     (A 16-bit WAV cannot hold a NaN; this stands for any input or step that diverges.)
-    Without ``train.steps_per_epoch`` every epoch reads a new iterator, so no batch of
-    the poisoned epoch was prefetched before the commit.
+    The training stream repeats and is prefetched across epoch ends, so batches are
+    counted as the pipeline produces them rather than timed by the backup's commit.
     """
     real = training.make_datasets
 
-    def poisoned(audio):
-        return audio * np.float32("nan") if (committed_epoch(run) or 0) >= epoch else audio
-
     def make_datasets(data, config, *args, **kwargs):
-        train_ds, val_ds, steps = real(data, config, *args, **kwargs)
+        train_ds, val_ds, budget = real(data, config, *args, **kwargs)
+        produced = itertools.count()
+        first_bad = budget.interval_steps * epoch
+
+        def poisoned(audio):
+            return audio * np.float32("nan") if next(produced) >= first_bad else audio
 
         def poison(inputs, labels):
             audio = tf.numpy_function(poisoned, [inputs["audio"]], tf.float32, stateful=True)
             return {**inputs, "audio": tf.ensure_shape(audio, inputs["audio"].shape)}, labels
 
-        return train_ds.map(poison), val_ds, steps
+        return train_ds.map(poison, deterministic=True), val_ds, budget
 
     monkeypatch.setattr(training, "make_datasets", make_datasets)
 

@@ -40,7 +40,7 @@ METHOD_KNOBS = {
     "supervised": set(),
     "mixup": {"method.mixup_alpha"},
     "vat": {"method.vat_eps", "method.vat_xi", "method.vat_weight"},
-    "meanteacher": {"method.ema_decay", "method.consistency_weight", "method.rampup_epochs"},
+    "meanteacher": {"method.ema_decay", "method.consistency_weight", "method.rampup_fraction"},
     "mixmatch": {"method.mixmatch_temperature", "method.mixup_alpha", "method.mixmatch_k",
                  "method.mixmatch_weight"},
 }
@@ -95,7 +95,7 @@ def test_every_method_has_a_default_space():
      "sampling must be"),
     ({"optim.lr_max": {"type": "float", "min": 0.1, "max": 1, "values": [1]}},
      "unknown key(s) values"),
-    ({"method.rampup_epochs": {"type": "float", "min": 1, "max": 5}}, "expected an integer"),
+    ({"method.vat_ip": {"type": "float", "min": 1, "max": 3}}, "expected an integer"),
     ({"method.vat_ip": {"type": "int", "min": 1.5, "max": 3}}, "min must be an integer"),
     ({"model.backbone": {"type": "choice", "values": []}}, "non-empty list"),
     ({"model.backbone": {"type": "choice", "values": ["cnn"], "default": "x"}},
@@ -157,7 +157,7 @@ def test_hyperparameter_values_map_into_the_config(tmp_path):
         "frontend.top_db": {"type": "choice", "values": [None, 80.0]},
         "model.backbone": {"type": "choice", "values": ["cnn", "cnn_skip"]},
         "augment.time_flip": {"type": "boolean", "default": True},
-        "optim.warmup_epochs": {"type": "fixed", "value": 2},
+        "optim.warmup_fraction": {"type": "fixed", "value": 0.2},
     }})
     hp = keras_tuner.HyperParameters()
     space.declare(hp)
@@ -169,7 +169,7 @@ def test_hyperparameter_values_map_into_the_config(tmp_path):
     assert config.optim.lr_max == 5e-4 and config.method.mixmatch_k == 3
     assert config.model.channels == (16, 32, 64, 128) and config.frontend.top_db is None
     assert config.model.backbone == "cnn_skip" and config.augment.time_flip is False
-    assert config.optim.warmup_epochs == 2
+    assert config.optim.warmup_fraction == 0.2
     assert config.data == base.data  # everything else untouched
     # the hypermodel builds the same config, and the tuner adds Hyperband's epochs
     model = tuning.TrainingHyperModel(space, base, tmp_path)
@@ -260,12 +260,12 @@ def test_fixed_lists_and_null_are_encoded_like_choices():
     space = SearchSpace.from_dict({"hyperparameters": {
         "model.channels": {"type": "fixed", "value": [8, 16, 32, 64]},
         "frontend.top_db": {"type": "fixed", "value": None},
-        "optim.warmup_epochs": {"type": "fixed", "value": 1},
+        "optim.warmup_fraction": {"type": "fixed", "value": 0.05},
     }})
     hp = keras_tuner.HyperParameters()
     values = space.declare(hp)  # keras-tuner takes them (as JSON text)
     assert hp.values["model.channels"] == "[8, 16, 32, 64]"
-    assert hp.values["frontend.top_db"] == "null" and hp.values["optim.warmup_epochs"] == 1
+    assert hp.values["frontend.top_db"] == "null" and hp.values["optim.warmup_fraction"] == 0.05
     config = get_preset("small").replace(**values)
     assert config.model.channels == (8, 16, 32, 64) and config.frontend.top_db is None
     assert space.apply(get_preset("small"), hp.values) == config
@@ -452,7 +452,7 @@ def test_bayesian_search_starts_with_few_random_trials(tmp_path, monkeypatch, ti
     monkeypatch.setattr("fat_tf.training.train", fake_trainer(calls))
     space = write_space(tmp_path / "space.json", {
         **LR_SPACE, "model.backbone": {"type": "choice", "values": ["cnn", "cnn_skip"]},
-        "optim.warmup_epochs": {"type": "fixed", "value": 0}})
+        "optim.warmup_fraction": {"type": "fixed", "value": 0.0}})
     argv = ["--data", str(tiny_demo_dir), "--space", str(space), "--tuner", "bayesian",
             "--epochs", "1", "--max-trials", "5"]
     for out, extra, points in (("a", [], 2), ("b", ["--initial-points", "3"], 3)):

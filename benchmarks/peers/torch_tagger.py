@@ -403,18 +403,18 @@ class TorchMethod:
         tagger: the peer tagger.
         hparams: a ``fat_tf.config.MethodConfig`` (or anything with the same fields).
         lr: Adam learning rate (constant; a schedule costs nothing measurable).
-        steps_per_epoch: optimiser steps per epoch (ramps are in epochs).
+        total_steps: optimiser steps of the run (ramps are fractions of it).
         adam: extra ``torch.optim.Adam`` options (``foreach``, ``fused``).
     """
 
     name = "supervised"
     uses_unlabelled = False
 
-    def __init__(self, tagger: Tagger, hparams, lr: float = 3e-3, steps_per_epoch: int = 100,
+    def __init__(self, tagger: Tagger, hparams, lr: float = 3e-3, total_steps: int = 100,
                  adam: dict | None = None):
         self.tagger = tagger
         self.hp = hparams
-        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = total_steps
         self.optimizer = torch.optim.Adam(tagger.parameters(), lr=lr, eps=1e-7, **(adam or {}))
         self.step = 0
 
@@ -423,8 +423,8 @@ class TorchMethod:
         return self.tagger.classifier
 
     def progress(self) -> float:
-        """Training progress in epochs."""
-        return self.step / self.steps_per_epoch
+        """Fraction of the run done."""
+        return self.step / self.total_steps
 
     def losses(self, audio, labels, unlabelled) -> dict[str, tuple[torch.Tensor, float]]:
         """``{term: (loss, weight)}`` of one batch.
@@ -505,7 +505,7 @@ class VAT(TorchMethod):
                 d = normalize_per_example(grad)
             adv_logits = self.classifier(features + self.hp.vat_eps * d)
         vat = binary_kl(target, adv_logits).mean()
-        weight = self.hp.vat_weight * sigmoid_rampup(self.progress(), self.hp.rampup_epochs)
+        weight = self.hp.vat_weight * sigmoid_rampup(self.progress(), self.hp.rampup_fraction)
         return {
             "supervised": (F.binary_cross_entropy_with_logits(logits[:b], labels), 1.0),
             "vat": (vat, weight),
@@ -542,7 +542,7 @@ class MeanTeacher(TorchMethod):
             teacher = self.teacher.classifier(teacher_view)
         consistency = F.mse_loss(torch.sigmoid(student), torch.sigmoid(teacher))
         weight = self.hp.consistency_weight * sigmoid_rampup(self.progress(),
-                                                             self.hp.rampup_epochs)
+                                                             self.hp.rampup_fraction)
         return {
             "supervised": (F.binary_cross_entropy_with_logits(student[:b], labels), 1.0),
             "consistency": (consistency, weight),
@@ -584,7 +584,7 @@ class MixMatch(TorchMethod):
         mixed_targets = mix(targets, targets[partner], lam)
         supervised = F.binary_cross_entropy_with_logits(logits[:b], mixed_targets[:b])
         unlabelled_loss = F.mse_loss(torch.sigmoid(logits[b:]), mixed_targets[b:])
-        weight = self.hp.mixmatch_weight * linear_rampup(self.progress(), self.hp.rampup_epochs)
+        weight = self.hp.mixmatch_weight * linear_rampup(self.progress(), self.hp.rampup_fraction)
         return {"supervised": (supervised, 1.0), "unlabelled": (unlabelled_loss, weight)}
 
 

@@ -37,7 +37,7 @@ class Method(keras.Model):
         num_classes: number of classes.
         loss: supervised loss name (``bce`` or ``hinge``).
         hparams: method hyperparameters.
-        steps_per_epoch: optimiser steps per epoch (ramps are measured in epochs).
+        total_steps: optimiser steps of the whole run (ramps are fractions of it).
         window_pooling: ``mean`` or ``max`` pooling of window logits per clip.
         seed: seed of the method's random draws.
         jit_frontend: compile the training batches' log-mel with XLA even when the
@@ -55,7 +55,7 @@ class Method(keras.Model):
         num_classes: int,
         loss: str = "bce",
         hparams: MethodConfig | None = None,
-        steps_per_epoch: int = 1,
+        total_steps: int = 1,
         window_pooling: str = "mean",
         seed: int = 0,
         jit_frontend: bool = False,
@@ -67,7 +67,7 @@ class Method(keras.Model):
         self.loss_name = loss
         self.supervised_loss_fn = get_loss(loss)
         self.hparams = hparams or MethodConfig()
-        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.total_steps = max(1, int(total_steps))
         self.window_pooling = window_pooling
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.term_trackers = {
@@ -146,8 +146,9 @@ class Method(keras.Model):
         return loss if optimizer is None else optimizer.scale_loss(loss)
 
     def progress(self) -> tf.Tensor:
-        """Training progress in epochs (float32), from the optimiser's step counter."""
-        return tf.cast(self.optimizer.iterations, tf.float32) / self.steps_per_epoch
+        """Fraction of the run done (float32, 0 at the first step), from the optimiser's
+        step counter, so ramps have the same shape in short and long runs."""
+        return tf.cast(self.optimizer.iterations, tf.float32) / self.total_steps
 
     def call(self, inputs, training=False):
         """Logits for waveforms ``[B, L]`` or pooled clip logits for window dicts."""
@@ -312,7 +313,7 @@ class Method(keras.Model):
             **super().get_config(),
             "num_classes": self.num_classes,
             "loss": self.loss_name,
-            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
             "window_pooling": self.window_pooling,
         }
 
@@ -342,6 +343,39 @@ class frozen_batchnorm_statistics:
         for variable, value in zip(self.variables, self.saved):
             variable.assign(value)
         return False
+
+
+class DropoutMasks:
+    """Make several forward passes of ``model`` draw the same dropout masks.
+
+    :meth:`record` notes the state of the seed generator of every Dropout layer of
+    ``model``; :meth:`replay` puts it back, so the next pass (of inputs of the same
+    shape) draws exactly the masks the recorded pass drew. VAT compares a clean pass
+    with perturbed passes: with independent masks their divergence would be mostly
+    dropout noise (the reference implementation seeds the passes identically too).
+
+    Args:
+        model: the model whose Dropout layers are replayed.
+    """
+
+    def __init__(self, model: keras.Model):
+        self.states = [layer.seed_generator.state for layer in _dropout_layers(model)]
+        self.saved: list[tf.Tensor] = []
+
+    def record(self) -> None:
+        """Remember the seed states (call before the pass whose masks are replayed)."""
+        self.saved = [tf.identity(v.value) for v in self.states]
+
+    def replay(self) -> None:
+        """Restore the recorded seed states (call before each pass that must match)."""
+        for variable, value in zip(self.states, self.saved):
+            variable.assign(value)
+
+
+def _dropout_layers(model: keras.Model) -> list:
+    """Every active ``keras.layers.Dropout`` inside ``model`` (nested models included)."""
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.Dropout) and layer.rate > 0]
 
 
 def _step_logs(logs: dict) -> dict:

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from fat_tf.ema import ExponentialMovingAverage
 from fat_tf.methods.base import Method
-from fat_tf.ops.ramps import sigmoid_rampup
+from fat_tf.ops.ramps import ema_decay_for_run, sigmoid_rampup
 
 
 class MeanTeacher(Method):
@@ -16,11 +16,13 @@ class MeanTeacher(Method):
     The teacher is a copy of the tagger whose every weight (BatchNorm moving statistics
     included) is the exponential moving average of the student's, updated after every
     optimiser step by :class:`fat_tf.ema.ExponentialMovingAverage` with coefficient
-    ``min(1 - 1/(step+1), ema_decay)``. Each batch of labelled + unlabelled clips is
+    ``min(1 - 1/(step+1), decay)``, where ``decay`` is ``ema_decay`` capped so that the
+    teacher averages at most ``ema_horizon_fraction`` of the run
+    (:func:`fat_tf.ops.ramps.ema_decay_for_run`). Each batch of labelled + unlabelled clips is
     augmented twice (two independent draws of the augmentation layers); the
     consistency loss is the mean squared difference between the student's and the
     teacher's sigmoid outputs on the two views, weighted by
-    ``consistency_weight * exp(-5 (1 - t)^2)`` over ``rampup_epochs``. The teacher is
+    ``consistency_weight * exp(-5 (1 - t)^2)`` over ``rampup_fraction``. The teacher is
     what validation scores and what is saved and exported (``export_student`` swaps it).
 
     Args: see :class:`fat_tf.methods.base.Method`.
@@ -39,8 +41,15 @@ class MeanTeacher(Method):
         self.teacher.trainable = False
         self.teacher_classifier = self.teacher.get_layer("classifier")
 
+    @property
+    def run_ema_decay(self) -> float:
+        """The EMA decay of this run: ``ema_decay`` capped so that the teacher averages
+        at most ``ema_horizon_fraction`` of the run (:func:`ema_decay_for_run`)."""
+        return ema_decay_for_run(self.hparams.ema_decay, self.total_steps,
+                                 self.hparams.ema_horizon_fraction)
+
     def extra_callbacks(self):
-        return [ExponentialMovingAverage(self.tagger, self.teacher, self.hparams.ema_decay)]
+        return [ExponentialMovingAverage(self.tagger, self.teacher, self.run_ema_decay)]
 
     @property
     def evaluated_model(self):
@@ -57,7 +66,7 @@ class MeanTeacher(Method):
                       - tf.sigmoid(tf.cast(teacher_logits, tf.float32)))
         )
         weight = self.hparams.consistency_weight * sigmoid_rampup(
-            self.progress(), self.hparams.rampup_epochs
+            self.progress(), self.hparams.rampup_fraction
         )
         return {
             "supervised": (self.supervised_loss(labels, student_logits[:batch]), 1.0),

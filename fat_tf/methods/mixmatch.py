@@ -69,6 +69,6 @@ class MixMatch(Method):
             tf.square(tf.sigmoid(tf.cast(logits[batch:], tf.float32)) - mixed_targets[batch:])
         )
         weight = self.hparams.mixmatch_weight * linear_rampup(
-            self.progress(), self.hparams.rampup_epochs
+            self.progress(), self.hparams.rampup_fraction
         )
         return {"supervised": (supervised, 1.0), "unlabelled": (unlabelled_loss, weight)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from fat_tf.methods.base import Method, frozen_batchnorm_statistics
+from fat_tf.methods.base import DropoutMasks, Method, frozen_batchnorm_statistics
 from fat_tf.ops.ramps import sigmoid_rampup
 from fat_tf.ops.ssl import binary_kl, normalize_per_example
 
@@ -22,9 +22,11 @@ class VAT(Method):
 
     where ``D`` is the per-class binary KL summed over classes (sigmoid, not softmax).
     The perturbed passes run with BatchNorm on batch statistics but leave its moving
-    statistics untouched. Hyperparameters: ``vat_xi`` (10, the FAT2019 write-up; the
+    statistics untouched, and replay the clean pass's dropout masks
+    (:class:`~fat_tf.methods.base.DropoutMasks`), so ``D`` measures the perturbation,
+    not two dropout draws. Hyperparameters: ``vat_xi`` (10, the FAT2019 write-up; the
     paper's 1e-6 also works), ``vat_eps``, ``vat_ip``, ``vat_weight`` ramped up with a
-    sigmoid over ``rampup_epochs``.
+    sigmoid over ``rampup_fraction``.
 
     Args: see :class:`fat_tf.methods.base.Method`.
     """
@@ -33,13 +35,16 @@ class VAT(Method):
     loss_terms = ("supervised", "vat")
     uses_unlabelled = True
 
-    def adversarial_direction(self, features: tf.Tensor, clean_logits: tf.Tensor) -> tf.Tensor:
+    def adversarial_direction(self, features: tf.Tensor, clean_logits: tf.Tensor,
+                              masks: DropoutMasks | None = None) -> tf.Tensor:
         """Unit-norm (per example) direction of steepest divergence increase, by ``ip``
         power iterations from a random start.
 
         Args:
             features: ``[B, T, F]`` classifier inputs.
             clean_logits: ``[B, C]`` logits of the clean inputs (treated as constant).
+            masks: when given, every perturbed pass replays the clean pass's dropout
+                masks, so the divergence measures the perturbation alone.
         """
         target = tf.stop_gradient(clean_logits)
         d = normalize_per_example(
@@ -47,6 +52,8 @@ class VAT(Method):
         )
         with frozen_batchnorm_statistics(self.classifier):
             for _ in range(self.hparams.vat_ip):
+                if masks is not None:
+                    masks.replay()
                 with tf.GradientTape() as inner:
                     inner.watch(d)
                     perturbed = features + self.hparams.vat_xi * tf.cast(d, features.dtype)
@@ -63,15 +70,18 @@ class VAT(Method):
         batch = tf.shape(mel)[0]
         both = mel if unlabelled is None else tf.concat([mel, unlabelled], axis=0)
         features = self.augmented(both)
+        masks = DropoutMasks(self.classifier)
+        masks.record()
         logits = self.classifier(features, training=True)
         with tape.stop_recording():
-            d = self.adversarial_direction(features, logits)
+            d = self.adversarial_direction(features, logits, masks)
         r_adv = self.hparams.vat_eps * tf.cast(d, features.dtype)
+        masks.replay()
         with frozen_batchnorm_statistics(self.classifier):
             adv_logits = self.classifier(features + r_adv, training=True)
         vat_loss = tf.reduce_mean(binary_kl(tf.stop_gradient(logits), adv_logits))
         weight = self.hparams.vat_weight * sigmoid_rampup(self.progress(),
-                                                          self.hparams.rampup_epochs)
+                                                          self.hparams.rampup_fraction)
         return {
             "supervised": (self.supervised_loss(labels, logits[:batch]), 1.0),
             "vat": (vat_loss, weight),

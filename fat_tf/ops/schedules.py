@@ -1,7 +1,10 @@
-"""Learning-rate schedules, all driven by the optimiser's step counter.
+"""Learning-rate schedules over a run's whole step budget, driven by the optimiser's
+step counter.
 
-Because they are functions of the step (saved with the optimiser), a resumed run picks
-up the schedule exactly where it stopped.
+Every schedule is a function of ``step / total_steps``, so a 300-step and a 3,000-step
+run have the same shape (warm-up, annealing, restarts at the same fractions), whatever
+the size of the labelled set. Because the step counter is saved with the optimiser, a
+resumed run picks up the schedule exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -15,39 +18,40 @@ SCHEDULES = ("cosine", "cosine_restarts", "constant")
 
 
 @keras.saving.register_keras_serializable(package="fat_tf")
-class EpochCosineAnnealing(keras.optimizers.schedules.LearningRateSchedule):
-    """Per-epoch cosine annealing (PyTorch ``CosineAnnealingLR`` stepped once per epoch).
+class CosineAnnealing(keras.optimizers.schedules.LearningRateSchedule):
+    """Cosine annealing over the run, per step, in ``cycles`` equal cycles.
 
-    ``lr(e) = lr_min + (lr_max - lr_min) * (1 + cos(pi * e / period)) / 2`` with
-    ``e = step // steps_per_epoch``, constant within an epoch. Past ``period`` epochs the
-    cosine rises again (PyTorch's closed form), so the rate oscillates with a full cycle
-    of ``2 * period`` epochs, as in the reference kernel's 80-epoch runs with period 10.
+    With cycle length ``L = total_steps / cycles`` and ``t = min(1, (step mod L) / (L - 1))``:
+    ``lr = lr_min + (lr_max - lr_min) * (1 + cos(pi * t)) / 2``. One cycle (the default)
+    anneals once from ``lr_max`` at step 0 to ``lr_min`` at the last step; more cycles are
+    SGDR's warm restarts with equal periods, each ending at ``lr_min``. Past the budget
+    the rate stays at ``lr_min``.
 
     Args:
-        lr_max: rate at epoch 0.
-        lr_min: lowest rate (reached at epoch ``period``).
-        period: epochs from maximum to minimum.
-        steps_per_epoch: optimiser steps per epoch.
+        lr_max: rate at the start of each cycle.
+        lr_min: rate at the end of each cycle.
+        total_steps: optimiser steps of the whole run.
+        cycles: number of equal annealing cycles in the run.
     """
 
-    def __init__(self, lr_max: float, lr_min: float, period: int, steps_per_epoch: int):
+    def __init__(self, lr_max: float, lr_min: float, total_steps: int, cycles: int = 1):
+        if total_steps < 1 or cycles < 1:
+            raise ValueError(f"total_steps and cycles must be >= 1, got {total_steps}, {cycles}")
         self.lr_max = lr_max
         self.lr_min = lr_min
-        self.period = period
-        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = int(total_steps)
+        self.cycles = int(cycles)
 
     def __call__(self, step):
-        epoch = ops.floor(ops.cast(step, "float32") / self.steps_per_epoch)
-        cosine = ops.cos(math.pi * epoch / self.period)
+        step = ops.minimum(ops.cast(step, "float32"), float(self.total_steps - 1))
+        length = max(1.0, self.total_steps / self.cycles)
+        t = ops.minimum(1.0, ops.mod(step, length) / max(1.0, length - 1.0))
+        cosine = ops.cos(math.pi * t)
         return self.lr_min + (self.lr_max - self.lr_min) * 0.5 * (1.0 + cosine)
 
     def get_config(self):
-        return {
-            "lr_max": self.lr_max,
-            "lr_min": self.lr_min,
-            "period": self.period,
-            "steps_per_epoch": self.steps_per_epoch,
-        }
+        return {"lr_max": self.lr_max, "lr_min": self.lr_min,
+                "total_steps": self.total_steps, "cycles": self.cycles}
 
 
 @keras.saving.register_keras_serializable(package="fat_tf")
@@ -86,32 +90,30 @@ def build_schedule(
     name: str,
     lr_max: float,
     lr_min: float,
-    period: int,
-    steps_per_epoch: int,
-    warmup_epochs: int = 0,
+    total_steps: int,
+    cycles: int = 1,
+    warmup_fraction: float = 0.0,
 ):
-    """The learning-rate schedule called ``name``.
+    """The learning-rate schedule called ``name``, shaped to a run of ``total_steps``.
 
     Args:
-        name: ``cosine`` (:class:`EpochCosineAnnealing`), ``cosine_restarts``
-            (``keras.optimizers.schedules.CosineDecayRestarts`` with first cycle
-            ``period`` epochs, floor ``lr_min``) or ``constant`` (``lr_max``).
+        name: ``cosine`` (one annealing over the run), ``cosine_restarts`` (``cycles``
+            equal annealing cycles with warm restarts) or ``constant`` (``lr_max``).
         lr_max: peak rate.
         lr_min: floor of the cosine schedules.
-        period: cosine period in epochs.
-        steps_per_epoch: optimiser steps per epoch.
-        warmup_epochs: linear warm-up epochs (0 = none).
+        total_steps: optimiser steps of the whole run.
+        cycles: cycles of ``cosine_restarts`` (``cosine`` always has one).
+        warmup_fraction: linear warm-up over this fraction of the run (0 = none).
     """
     if name == "cosine":
-        schedule = EpochCosineAnnealing(lr_max, lr_min, period, steps_per_epoch)
+        schedule = CosineAnnealing(lr_max, lr_min, total_steps, 1)
     elif name == "cosine_restarts":
-        schedule = keras.optimizers.schedules.CosineDecayRestarts(
-            lr_max, first_decay_steps=period * steps_per_epoch, alpha=lr_min / lr_max
-        )
+        schedule = CosineAnnealing(lr_max, lr_min, total_steps, cycles)
     elif name == "constant":
         schedule = lr_max
     else:
         raise ValueError(f"unknown learning-rate schedule {name!r}; choose from {SCHEDULES}")
-    if warmup_epochs > 0:
-        schedule = LinearWarmup(schedule, warmup_epochs * steps_per_epoch)
+    warmup_steps = int(round(warmup_fraction * total_steps))
+    if warmup_steps > 0:
+        schedule = LinearWarmup(schedule, warmup_steps)
     return schedule

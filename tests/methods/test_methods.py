@@ -21,7 +21,7 @@ def tiny_config(**overrides):
     base = {
         "frontend.n_mels": 32, "data.crop_frames": 32, "model.channels": [8, 8, 16, 16],
         "model.head_units": 16, "model.dropout1": 0.0, "model.dropout2": 0.0,
-        "optim.lr_schedule": "constant", "optim.lr_max": 3e-3, "method.rampup_epochs": 0,
+        "optim.lr_schedule": "constant", "optim.lr_max": 3e-3, "method.rampup_fraction": 0,
     }
     return get_preset("small").replace(**{**base, **overrides})
 
@@ -52,7 +52,7 @@ def test_registry_has_every_method():
 def test_vat_direction_beats_random_directions_and_keeps_bn_stats():
     config = tiny_config(**{"train.method": "vat", "augment.time_flip": False,
                             "method.vat_xi": 1e-1, "method.vat_ip": 2})
-    method = build_method(config, CLASSES, steps_per_epoch=1)
+    method = build_method(config, CLASSES, total_steps=1)
     audio, _ = batch_data(config)
     features = method.augmented(method.logmel(tf.constant(audio)))
     stats_before = moving_stats(method.classifier)
@@ -81,7 +81,7 @@ def test_vat_direction_beats_random_directions_and_keeps_bn_stats():
 
 def test_vat_step_updates_bn_stats_like_one_clean_pass():
     config = tiny_config(**{"train.method": "vat", "augment.time_flip": False})
-    method = build_method(config, CLASSES, steps_per_epoch=1)
+    method = build_method(config, CLASSES, total_steps=1)
     audio, labels = batch_data(config)
     unlabelled = batch_data(config, seed=1)[0]
     both = tf.concat([audio, unlabelled], 0)
@@ -102,7 +102,7 @@ def _train_a_few_steps(name, steps=3, **overrides):
 
     Returns the method, the batch's audio and the history dict."""
     config = tiny_config(**{"train.method": name, **overrides})
-    method = build_method(config, CLASSES, steps_per_epoch=1)
+    method = build_method(config, CLASSES, total_steps=1)
     audio, labels = batch_data(config)
     inputs = {"audio": audio}
     if method.uses_unlabelled:
@@ -140,17 +140,22 @@ def test_each_method_trains_with_finite_decreasing_loss(name, tmp_path):
 
 def test_mean_teacher_evaluates_teacher_and_can_export_student():
     config = tiny_config(**{"train.method": "meanteacher", "method.ema_decay": 0.5})
-    method = build_method(config, CLASSES, steps_per_epoch=1)
+    method = build_method(config, CLASSES, total_steps=1)
     assert method.evaluated_model is method.teacher
     assert not method.teacher.trainable_weights
     assert all(v is not w for v, w in zip(method.teacher.weights, method.tagger.weights))
     student = build_method(config.replace(**{"method.export_student": True}), CLASSES, 1)
     assert student.evaluated_model is student.tagger
+    long_run = tiny_config(**{"train.method": "meanteacher", "method.ema_decay": 0.999})
+    assert build_method(long_run, CLASSES, total_steps=600).run_ema_decay == pytest.approx(
+        1 - 1 / 60)
+    (ema,) = build_method(long_run, CLASSES, total_steps=20_000).extra_callbacks()
+    assert ema.decay == pytest.approx(0.999)
 
 
 def test_mixmatch_guesses_are_sharpened_and_constant():
     config = tiny_config(**{"train.method": "mixmatch", "method.mixmatch_k": 3})
-    method = build_method(config, CLASSES, steps_per_epoch=1)
+    method = build_method(config, CLASSES, total_steps=1)
     audio, _ = batch_data(config)
     before = moving_stats(method.classifier)
     with tf.GradientTape() as tape:
@@ -168,7 +173,7 @@ def test_mixmatch_guesses_are_sharpened_and_constant():
 
 def test_tagger_built_by_method_matches_build_tagger_architecture():
     config = tiny_config()
-    method = build_method(config, CLASSES, steps_per_epoch=1)
+    method = build_method(config, CLASSES, total_steps=1)
     assert method.tagger.count_params() == build_tagger(config, CLASSES).count_params()
 
 
@@ -224,7 +229,7 @@ def test_xla_front_end_matches_the_plain_one():
     mels = []
     for jit_frontend in (False, True):
         config = tiny_config(**{"train.jit_frontend": jit_frontend})
-        method = build_method(config, CLASSES, steps_per_epoch=1)
+        method = build_method(config, CLASSES, total_steps=1)
         mels.append(method.batch_logmel({"audio": tf.constant(audio)}, "audio", "logmel"))
     np.testing.assert_allclose(mels[1].numpy(), mels[0].numpy(), atol=1e-4)
     assert method._frontend is not method.logmel  # the compiled function is in use
@@ -233,7 +238,7 @@ def test_xla_front_end_matches_the_plain_one():
 def test_auto_jit_is_off_on_a_cpu_only_machine():
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is present: 'auto' turns XLA on")
-    method = build_method(tiny_config(), CLASSES, steps_per_epoch=1)
+    method = build_method(tiny_config(), CLASSES, total_steps=1)
     assert method.jit_compile is False
 
 
@@ -244,3 +249,37 @@ def test_method_trains_under_xla(name):
     assert method.jit_compile is True
     for term in ("loss", *(f"{t}_loss" for t in method.loss_terms)):
         assert np.all(np.isfinite(history[term])), (term, history[term])
+
+
+@tf.function
+def _vat_loss(method, mel, labels, unlabelled):
+    with tf.GradientTape() as tape:
+        terms = method.compute_losses(mel, labels, unlabelled, tape)
+    return terms["vat"][0]
+
+
+@pytest.mark.parametrize("replay", [True, False])
+def test_vat_divergence_is_the_perturbation_not_dropout_noise(replay, monkeypatch):
+    """With dropout on (as in real runs), a vanishing perturbation gives no VAT loss
+    because every perturbed pass replays the clean pass's dropout masks; without the
+    replay the same loss is dropout noise (the defect this guards against)."""
+    from fat_tf.methods import base
+
+    if not replay:
+        monkeypatch.setattr(base.DropoutMasks, "replay", lambda self: None)
+    config = tiny_config(**{"train.method": "vat", "model.dropout1": 0.5,
+                            "model.dropout2": 0.5, "method.vat_eps": 1e-6,
+                            "method.vat_xi": 1e-6})
+    method = build_method(config, CLASSES, total_steps=1)
+    audio, labels = batch_data(config)
+    mel = method.logmel(tf.constant(audio))
+    loss = float(_vat_loss(method, mel[:4], tf.constant(labels[:4]), mel[4:]))
+    if replay:
+        assert loss < 1e-6
+    else:
+        assert loss > 1e-3
+    # a real perturbation is still measured with the masks replayed
+    if replay:
+        strong = build_method(config.replace(**{"method.vat_eps": 5.0}), CLASSES,
+                              total_steps=1)
+        assert float(_vat_loss(strong, mel[:4], tf.constant(labels[:4]), mel[4:])) > 1e-4

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from fat_tf.ema import ExponentialMovingAverage, ema_update
-from fat_tf.ops.ramps import ema_decay, linear_rampup, sigmoid_rampup
+from fat_tf.ops.ramps import ema_decay, ema_decay_for_run, linear_rampup, sigmoid_rampup
 from fat_tf.ops.ssl import binary_kl, mix, normalize_per_example, sharpen
 
 
@@ -65,6 +65,21 @@ def test_ramps():
     assert float(linear_rampup(-1.0, 4)) == 0.0 and float(linear_rampup(2.0, 0)) == 1.0
     assert [float(ema_decay(k, 0.9)) for k in range(4)] == pytest.approx([0.0, 0.5, 2 / 3, 0.75])
     assert float(ema_decay(1000, 0.9)) == pytest.approx(0.9)
+
+
+def test_ema_decay_is_capped_to_a_fraction_of_the_run():
+    # horizon 1/(1 - a) <= 10% of the run: 0.99 for 1,000 steps, the configured 0.999
+    # once the run is long enough, no cap when the fraction is 0
+    assert ema_decay_for_run(0.999, 1000, 0.1) == pytest.approx(0.99)
+    assert ema_decay_for_run(0.999, 600, 0.1) == pytest.approx(1 - 1 / 60)
+    assert ema_decay_for_run(0.999, 10_000, 0.1) == pytest.approx(0.999)
+    assert ema_decay_for_run(0.999, 100_000, 0.1) == pytest.approx(0.999)
+    assert ema_decay_for_run(0.999, 600, 0.0) == pytest.approx(0.999)
+    assert ema_decay_for_run(0.999, 5, 0.1) == 0.0  # horizon of one step: the student
+    # the same fraction of the run is averaged whatever its length
+    for steps in (300, 3000):
+        decay = ema_decay_for_run(0.9999, steps, 0.1)
+        assert 1 / (1 - decay) == pytest.approx(0.1 * steps)
 
 
 def closed_form_ema(sources, decay):
