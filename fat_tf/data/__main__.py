@@ -5,6 +5,8 @@ Commands:
                     invalid).
     download ...    download FSDKaggle2019 from Zenodo (or lay out the Kaggle zip) into a
                     dataset folder; the same options as ``python -m fat_tf.data.download``.
+    layout ...      lay out your own folder-per-class or ``fname,labels`` data as a FAT2019
+                    dataset folder (:mod:`fat_tf.data.layout`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fat_tf.data import download
+from fat_tf.data import download, layout
 from fat_tf.data.check import run_check
 
 _PROG = "python -m fat_tf.data"
@@ -62,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
         help="download FSDKaggle2019 into a dataset folder (see 'download --help')",
     )
+    layout_parser = commands.add_parser(
+        "layout",
+        help="lay out your own labelled audio (folder per class or a CSV) as a dataset folder",
+        description=layout.DESCRIPTION,
+        epilog=layout.EPILOG,
+    )
+    layout.add_arguments(layout_parser)
     return parser
 
 
@@ -79,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "check":
         return run_check(args.dir, skip_bad=args.skip_bad, sample_rate=args.sample_rate)
+    if args.command == "layout":
+        return layout.run(args)
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
