@@ -132,6 +132,28 @@ def run_row(run_dir: Path, tta: bool = False) -> dict:
     }
 
 
+def scored_run(run_dir: Path) -> dict:
+    """The figures a step-budget study keeps for one finished run: its step budget,
+    validation lwlrap (final, best and the best checkpoint's step), test lwlrap of the
+    best-validation checkpoint (what predict and export use) and of the final model, the
+    last logged training loss, training seconds and the run folder's name."""
+    s = summary(run_dir)
+    return {
+        "total_steps": s.get("total_steps"),
+        "val_lwlrap_final": s["val_lwlrap"], "val_lwlrap_best": s["best_val_lwlrap"],
+        "best_step": s.get("best_step"),
+        "test_lwlrap_best": test_lwlrap(run_dir, model="best"),
+        "test_lwlrap_final": test_lwlrap(run_dir, model="final"),
+        "final_train_loss": learning_curve(run_dir, "loss")[-1],
+        "train_seconds": s["train_seconds_this_session"], "run": run_dir.name,
+    }
+
+
+def reference_scores(baselines: dict) -> dict[str, str]:
+    """``{name: "mean ± std"}`` of the references in a ``tools/baselines.py`` JSON."""
+    return {name: mean_std(entry["per_seed"]) for name, entry in baselines["results"].items()}
+
+
 def learning_curve(run_dir: Path, column: str = "val_lwlrap") -> list[float]:
     """One column of the run's ``metrics.csv``, per epoch."""
     from fat_tf.report import read_metrics

@@ -136,6 +136,8 @@ class AugmentConfig:
 
     Args:
         time_flip: flip the log-mel along time with probability 0.5.
+        time_shift_frames: roll the log-mel along time by up to this many frames either
+            way (0 disables).
         time_masks: number of SpecAugment time masks per example.
         time_mask_frames: maximum width of each time mask in frames.
         freq_masks: number of SpecAugment frequency masks per example.
@@ -143,6 +145,7 @@ class AugmentConfig:
     """
 
     time_flip: bool = True
+    time_shift_frames: int = 0
     time_masks: int = 0
     time_mask_frames: int = 16
     freq_masks: int = 0
@@ -218,6 +221,11 @@ class MethodConfig:
         mixmatch_temperature: sharpening temperature T of MixMatch.
         mixmatch_weight: final weight of MixMatch's unlabelled loss.
         export_student: export the student instead of the teacher (mean teacher).
+        noisy_label_weight: weight of a train_noisy clip's supervised loss (a curated
+            clip's is 1) when ``data.noisy_usage=labelled``; mixed clips (mixup) get the
+            mixed weight.
+        noisy_label_until: fraction of the run after which noisy labels get weight 0, so
+            the rest of the run fine-tunes on the curated labels (1 = never).
     """
 
     mixup_alpha: float = 1.0
@@ -233,6 +241,16 @@ class MethodConfig:
     mixmatch_temperature: float = 0.5
     mixmatch_weight: float = 10.0
     export_student: bool = False
+    noisy_label_weight: float = 1.0
+    noisy_label_until: float = 1.0
+
+    def __post_init__(self):
+        if not self.noisy_label_weight >= 0:
+            raise ConfigError(f"method.noisy_label_weight must be >= 0, got "
+                              f"{self.noisy_label_weight!r}")
+        if not 0 <= self.noisy_label_until <= 1:
+            raise ConfigError(f"method.noisy_label_until must be in [0, 1], got "
+                              f"{self.noisy_label_until!r}")
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ class TrainingData:
         class_names: class names in column order.
         train_paths: labelled training WAV files (curated, plus noisy when its labels
             are used).
-        train_labels: ``[N, C]`` multi-hot labels of ``train_paths``.
+        train_labels: ``[N, C]`` multi-hot labels of ``train_paths`` (``[N, C + 1]``
+            with a noisy-clip flag column when :func:`noisy_labels_weighted`).
         validation: held-out curated clips (scored as whole clips).
         unlabelled_paths: WAV files used without labels (None for labelled-only methods).
     """
@@ -116,7 +117,12 @@ def split_data(dataset: FatDataset, config: Config, uses_unlabelled: bool) -> Tr
         )
     if noisy is not None and data.noisy_usage == "labelled":
         paths = paths + noisy.paths
-        labels = np.concatenate([labels, noisy.labels])
+        if noisy_labels_weighted(config):  # a last column flags the noisy clips
+            labels = np.concatenate([
+                np.pad(labels, [(0, 0), (0, 1)]),
+                np.pad(noisy.labels, [(0, 0), (0, 1)], constant_values=1.0)])
+        else:
+            labels = np.concatenate([labels, noisy.labels])
     if uses_unlabelled:
         if noisy is None or data.noisy_usage != "unlabelled":
             raise FatTfError(
@@ -125,6 +131,15 @@ def split_data(dataset: FatDataset, config: Config, uses_unlabelled: bool) -> Tr
             )
         unlabelled = noisy.paths
     return TrainingData(dataset.class_names, paths, labels, curated.subset(val_idx), unlabelled)
+
+
+def noisy_labels_weighted(config: Config) -> bool:
+    """Whether noisy labels get a weight or schedule of their own (``method.
+    noisy_label_weight`` / ``noisy_label_until``); the labelled stream's labels then carry
+    one extra column, 1 for train_noisy clips and 0 for curated ones (see
+    :meth:`fat_tf.methods.base.Method.supervised_loss`)."""
+    m = config.method
+    return m.noisy_label_weight != 1.0 or m.noisy_label_until < 1.0
 
 
 def global_batch_size(config: Config, train_clips: int, replicas: int = 1) -> int:
@@ -375,6 +390,15 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     role = worker_role(strategy)
     run_dir = Path(run_dir)
     folder = run_dir if role.is_chief else run_dir / "workers" / role.name
+    # Everything that can fail on bad data or settings runs before the run folder is
+    # created, so a failed start leaves no folder that would block the corrected rerun.
+    dataset = load_dataset(data_dir, sample_rate=config.frontend.sample_rate)
+    method_cls = get_method(config.train.method)
+    data = split_data(dataset, config, method_cls.uses_unlabelled)
+    # tf.data seeds combine with the global seed, so set it before building the streams
+    keras.utils.set_random_seed(config.train.seed)
+    train_ds, val_ds, budget = make_datasets(data, config, replicas)
+    method = build_method(config, len(data.class_names), budget.total_steps, strategy)
     finished = prepare_run_folder(folder, config)
     # Decided together: a worker that finished while another was killed before writing
     # its summary must not leave that one alone in the collectives below. If anyone is
@@ -384,12 +408,6 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
             summary = json.load(f)
         print(f"{folder}: this run already finished; summary.json is unchanged")
         return summary
-    dataset = load_dataset(data_dir, sample_rate=config.frontend.sample_rate)
-    method_cls = get_method(config.train.method)
-    data = split_data(dataset, config, method_cls.uses_unlabelled)
-    # tf.data seeds combine with the global seed, so set it before building the streams
-    keras.utils.set_random_seed(config.train.seed)
-    train_ds, val_ds, budget = make_datasets(data, config, replicas)
     batching = {"strategy": type(strategy).__name__ if strategy else None,
                 "replicas": replicas,
                 "global_batch_size": global_batch_size(config, len(data.train_paths), replicas),
@@ -407,7 +425,6 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     if replicas > 1:
         print(f"training on {replicas} replicas ({batching['strategy']}, {role.name}); "
               f"global batch {batching['global_batch_size']} clips")
-    method = build_method(config, len(data.class_names), budget.total_steps, strategy)
     check_free_space(folder, method)
     # The backup goes last: an epoch's CSV row and best model are written before the
     # backup that marks the epoch done, so a kill in between re-runs (and rewrites) it.

@@ -141,7 +141,10 @@ def test_splits_are_disjoint_by_recording_and_complete(builds):
     assert dataset.class_names == CLASSES
     assert (dataset.curated.labels.sum(0) > 0).all()
     assert (dataset.test.labels.sum(0) > 0).all()
-    assert len(dataset.curated) + len(dataset.noisy) + len(dataset.test) == 50
+    # curated keeps one take of each of its recordings (every fake recording has two)
+    curated = m["clips"]["train_curated"]
+    assert len({r["usr_id"] for r in curated}) == len(curated) == len(dataset.curated)
+    assert len(dataset.curated) + len(dataset.noisy) + len(dataset.test) == 50 - len(curated)
     assert m["counts"]["test"]["sources"] >= len(CLASSES)
     for split in ("train_curated", "train_noisy", "test"):
         c = m["counts"][split]
@@ -373,7 +376,8 @@ def test_baselines_on_tiny_set(builds, tmp_path, capsys):
     y_test = load_dataset(builds["a"]).test.labels
     assert results["random"]["mean"] == pytest.approx(_exact_chance(y_test), abs=0.03)
     assert report["search"]["folds_by"] == "recording"
-    assert report["features"]["computed"] == 50
+    total = sum(len(v) for v in _manifest(builds["a"])["clips"].values())
+    assert report["features"]["computed"] == total
     assert (out.parent / "baselines.features.npz").is_file()
     assert not list(builds["a"].glob("*.npz"))  # never writes into the dataset
     assert baselines.main(argv) == 0  # rerun: every feature from the cache

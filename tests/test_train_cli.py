@@ -102,6 +102,24 @@ def test_config_errors_are_one_line(tiny_demo_dir, tmp_path, capsys):
     assert "different config" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bad", [
+    ["--set", "optim.optimizer=sgd"],          # a setting only the model build checks
+    ["--set", "data.noisy_usage=sometimes"],   # one the data split checks
+    ["--method", "fixmatch"],                  # an unknown method
+    ["--data", "{missing}"],                   # no dataset there
+])
+def test_a_failed_start_leaves_no_run_folder(bad, tiny_demo_dir, tmp_path, capsys):
+    """Bad data or settings fail before the run folder is created, so the corrected
+    rerun with the same --out is not blocked by a folder holding only a config."""
+    run = tmp_path / "run"
+    bad = [a.format(missing=tmp_path / "missing") for a in bad]
+    assert train.main(["--data", str(tiny_demo_dir), "--out", str(run), *FAST,
+                       "--set", "train.steps=2", *bad]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not run.exists()
+    assert run_train(tiny_demo_dir, run, "--set", "train.steps=2") == 0
+
+
 @pytest.mark.parametrize("module", ["fat_tf.train", "fat_tf.evaluate", "fat_tf.predict",
                                     "fat_tf.data", "fat_tf.data.demo"])
 def test_cli_help(module):

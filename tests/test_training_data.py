@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fat_tf.config import get_preset
+from fat_tf.config import ConfigError, get_preset
 from fat_tf.data.manifest import load_dataset
 from fat_tf.errors import FatTfError
 from fat_tf.training import split_data
@@ -32,6 +32,22 @@ def test_noisy_labels_as_extra_labelled_data(dataset):
     n_curated = len(dataset.curated) - len(data.validation)
     assert data.train_paths[n_curated:] == dataset.noisy.paths
     np.testing.assert_array_equal(data.train_labels[n_curated:], dataset.noisy.labels)
+
+
+def test_weighted_noisy_labels_carry_a_noisy_flag_column(dataset):
+    weighted = config(**{"data.noisy_usage": "labelled", "method.noisy_label_weight": 0.3})
+    data = split_data(dataset, weighted, uses_unlabelled=False)
+    n_curated = len(dataset.curated) - len(data.validation)
+    classes = len(dataset.class_names)
+    assert data.train_labels.shape == (len(data.train_paths), classes + 1)
+    np.testing.assert_array_equal(data.train_labels[:n_curated, -1], 0.0)
+    np.testing.assert_array_equal(data.train_labels[n_curated:, -1], 1.0)
+    np.testing.assert_array_equal(data.train_labels[n_curated:, :-1], dataset.noisy.labels)
+    assert data.validation.labels.shape[1] == classes
+    fine_tune = config(**{"data.noisy_usage": "labelled", "method.noisy_label_until": 0.7})
+    assert split_data(dataset, fine_tune, False).train_labels.shape[1] == classes + 1
+    with pytest.raises(ConfigError, match="noisy_label_until"):
+        config(**{"method.noisy_label_until": 1.5})
 
 
 def test_noisy_unused_and_ssl_needs_it(dataset):

@@ -13,10 +13,13 @@ Design (the numbers are written to ``DIR/manifest.json`` under ``design``):
 1. Splits by source recording (``usr_id``), never by clip, so no recording is in two
    splits. About 25% of the sources go to test, stratified: each class gets
    ``round(0.25 * its sources)`` test sources (at least 1, leaving at least 2 for training).
-   From the rest, sources are taken into curated until each class has about 8 clips there
-   (the small clean set, ~160 clips; at least one source of each class stays in noisy); the
-   remaining sources are the noisy set (~600 clips), so curated:noisy is about 1:4 as in
-   FAT2019. Every take of a source goes to its source's split.
+   From the rest, sources are taken into curated until each class has about 8 there, and
+   curated keeps ONE take of each (the small clean set, ~160 clips: FAT2019's curated
+   clips come from distinct uploads, and fat_tf's validation split is by clip, so several
+   takes of a recording would leak between training and validation); at least one source
+   of each class stays in noisy. The remaining sources, with all their takes, are the
+   noisy set, so curated:noisy is about 1:4 as in FAT2019. Every other take of a curated
+   source is left out; every take of a test or noisy source goes to its source's split.
 2. One output clip per source clip: an excerpt of it whose length is the full clip for 25%
    of clips and otherwise log-uniform between 1 s and the clip's length (a source shorter
    than 1 s would be kept whole). An excerpt always holds at least one 50 ms frame within
@@ -83,7 +86,7 @@ from fat_tf.data.layout import (
 from fat_tf.data.wav import check_wav
 from fat_tf.errors import DataError
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 SAMPLE_RATE = 44100
 SPLITS = ("train_curated", "train_noisy", "test")
 VARIANTS = ("indomain", "shifted")
@@ -240,17 +243,37 @@ def split_sources(
                 break
             if k not in counts[g] or g in split:
                 continue
-            add = counts[g][k]
-            if have[k] and have[k] + add > curated_per_class + 1:
-                continue
             if any(taken[j] + 1 >= rest_sources[j] for j in counts[g]):
                 continue  # leave at least one source of each class to the noisy set
-            split[g] = "train_curated"
-            have.update(counts[g])
+            split[g] = "train_curated"  # one take of it (see curated_takes)
             taken.update(counts[g].keys())
+            have.update(counts[g].keys())
     for g in rest:
         split.setdefault(g, "train_noisy")
     return split
+
+
+def curated_takes(clips: list[SourceClip], split_of: dict[str, str],
+                  seed: int) -> list[SourceClip]:
+    """``clips`` with one take (drawn with ``seed``) of each curated recording; the other
+    takes of a curated recording are left out of the benchmark.
+
+    FAT2019's curated clips come from distinct uploads, and fat_tf's validation split is
+    by clip: several takes of one recording in curated would put the same recording on
+    both sides of it, and validation would measure memorisation.
+
+    Args:
+        clips: every source clip.
+        split_of: the split of each recording (``usr_id``).
+        seed: the build's seed.
+    """
+    rng = np.random.default_rng([seed, 2])
+    takes: dict[str, list[SourceClip]] = {}
+    for c in clips:
+        if split_of[c.usr_id] == "train_curated":
+            takes.setdefault(c.usr_id, []).append(c)
+    keep = {id(group[int(rng.integers(len(group)))]) for _, group in sorted(takes.items())}
+    return [c for c in clips if split_of[c.usr_id] != "train_curated" or id(c) in keep]
 
 
 def _loguniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -547,6 +570,7 @@ def build(
     clips, csv_sha = read_sources(source_dir)
     class_names = validate_class_names(c.category for c in clips)
     split_of = split_sources(clips, seed, test_fraction, curated_per_class)
+    clips = curated_takes(clips, split_of, seed)
     plan = plan_clips(
         clips, split_of, class_names, seed, mix_fraction=mix_fraction, corruption=noisy_corruption
     )

@@ -75,20 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def score(run_dir: Path) -> dict:
-    """The figures of one finished run."""
-    s = common.summary(run_dir)
-    return {
-        "total_steps": s.get("total_steps"),
-        "val_lwlrap_final": s["val_lwlrap"], "val_lwlrap_best": s["best_val_lwlrap"],
-        "best_step": s.get("best_step"),
-        "test_lwlrap_best": common.test_lwlrap(run_dir, model="best"),
-        "test_lwlrap_final": common.test_lwlrap(run_dir, model="final"),
-        "final_train_loss": common.learning_curve(run_dir, "loss")[-1],
-        "train_seconds": s["train_seconds_this_session"], "run": run_dir.name,
-    }
-
-
 def plan(args) -> list[tuple[str, str, int | None, list[str]]]:
     """``(part, setting, epochs, settings)`` of every run of the study (one per seed)."""
     runs = []
@@ -111,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             common.timed(f"{part}: {name}, seed {seed}")
             run_dir = common.train_run("supervised", seed, epochs, sorted(BASE + settings),
                                        data_dir)
-            rows.append({"part": part, "setting": name, "seed": seed, **score(run_dir)})
+            rows.append({"part": part, "setting": name, "seed": seed, **common.scored_run(run_dir)})
             write(out, rows, args, command, started)
     return 0
 
@@ -130,7 +116,7 @@ def write(out: Path, rows: list[dict], args, command: str, started: float) -> No
             f"{common.mean_std(r['final_train_loss'] for r in group)} |")
     if baselines:
         lines += ["", "References on the test set (tools/baselines.py):", ""]
-        lines += [f"- {k}: {v}" for k, v in _reference_lines(baselines).items()]
+        lines += [f"- {k}: {v}" for k, v in common.reference_scores(baselines).items()]
     notes = ("Supervised, curated clips only, small preset, labelled batch 32; mean ± std "
              "over seeds. 'best ckpt' = the best-validation checkpoint that predict and "
              "export use.")
@@ -143,12 +129,6 @@ def _groups(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
     for r in rows:
         groups.setdefault((r["part"], r["setting"]), []).append(r)
     return groups
-
-
-def _reference_lines(baselines: dict) -> dict[str, str]:
-    """``{name: "mean ± std"}`` of the references in a tools/baselines.py JSON."""
-    return {name: common.mean_std(entry["per_seed"])
-            for name, entry in baselines["results"].items()}
 
 
 def plot(path: Path, rows: list[dict], baselines: dict | None) -> None:
@@ -173,7 +153,7 @@ def plot(path: Path, rows: list[dict], baselines: dict | None) -> None:
                         yerr=[v.std(ddof=1) if len(v) > 1 else 0.0], marker="x", color="red",
                         capsize=3, linestyle="none", label=name)
     if baselines:
-        for i, (name, text) in enumerate(_reference_lines(baselines).items()):
+        for i, (name, text) in enumerate(common.reference_scores(baselines).items()):
             ax.axhline(float(text.split(" ± ")[0]), color=f"C{i + 3}", linestyle=":",
                        label=name)
     ax.set(xscale="log", xlabel="optimiser steps (log)", ylabel="test lwlrap",

@@ -1,37 +1,63 @@
-"""Compare every training method on the demo data with the same budget and several seeds.
+"""Every way of using the noisy set, at the same optimiser-step budget, several seeds.
 
-The labelled set is deliberately small (``--labelled-fraction`` of the curated training
-clips, stratified); train_noisy is the unlabelled pool for the semi-supervised methods.
-Every method runs the same number of optimiser steps with the same labelled batch size.
-Each run is scored on its held-out curated clips (validation) and on the labelled test
-set, both with whole-clip sliding windows, using the final model.
+Settings (all with every curated training clip labelled, default hyperparameters unless
+named):
 
-Writes into ``--out`` (default: this folder): ``results.csv`` (one row per run),
-``results.md`` (mean ± std per method), ``ssl_comparison.png`` (test lwlrap per method and
-validation learning curves) and keeps every run folder under ``runs/`` (ignored by git).
+* curated only: ``supervised`` and ``mixup`` with ``data.noisy_usage=none``;
+* noisy clips as labelled data: ``supervised`` with their labels at weight 1, at
+  ``method.noisy_label_weight`` 0.3, and with curated-only fine-tuning over the last 30%
+  of the run (``method.noisy_label_until=0.7``);
+* noisy clips as unlabelled audio: ``vat``, ``meanteacher``, ``mixmatch``, and mean
+  teacher with views that differ (time shift and SpecAugment masks on top of the flip).
+
+Every run takes the default budget (``train.steps``) unless ``--steps`` is given. Scores:
+whole-clip test lwlrap of the best-validation checkpoint (what ``predict`` and ``export``
+use) and of the final model, beside the trivial references of ``tools/baselines.py``
+(``--baselines``). Settings are to be chosen on validation; test is reported.
+
+Each run is one folder in ``experiments/runs/`` named by its settings and the code
+version; rerunning skips finished runs and resumes unfinished ones, so the study can be
+stopped and continued (seeds are the outer loop, so a partial study is balanced).
+Writes ``results.csv``, ``results.md`` and ``ssl_comparison.png`` into ``--out``.
 
 Usage::
 
-    python experiments/ssl_comparison/run.py                # the committed results
-    python experiments/ssl_comparison/run.py --seeds 0 --epochs 2 --out /tmp/smoke
+    python experiments/ssl_comparison/run.py --data DEVBENCH --out experiments/ssl_comparison/k20 \\
+        --baselines DEVBENCH_baselines.json --seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
-METHODS = ("supervised", "mixup", "vat", "meanteacher", "mixmatch")
+
+#: Augmentation that makes two views of a clip differ (time shift, SpecAugment masks).
+STRONG_VIEWS = ["augment.time_shift_frames=32", "augment.time_masks=2", "augment.freq_masks=2"]
+
+#: name -> (method, settings). One home for the study's list of settings.
+SETTINGS = {
+    "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),
+    "mixup, curated only": ("mixup", ["data.noisy_usage=none"]),
+    "supervised + noisy labels": ("supervised", ["data.noisy_usage=labelled"]),
+    "supervised + noisy labels x0.3": (
+        "supervised", ["data.noisy_usage=labelled", "method.noisy_label_weight=0.3"]),
+    "supervised + noisy labels, curated fine-tune": (
+        "supervised", ["data.noisy_usage=labelled", "method.noisy_label_until=0.7"]),
+    "vat + noisy audio": ("vat", ["data.noisy_usage=unlabelled"]),
+    "meanteacher + noisy audio": ("meanteacher", ["data.noisy_usage=unlabelled"]),
+    "mixmatch + noisy audio": ("mixmatch", ["data.noisy_usage=unlabelled"]),
+    "meanteacher + noisy audio, distinct views": (
+        "meanteacher", ["data.noisy_usage=unlabelled", *STRONG_VIEWS]),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,125 +65,85 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None, help="dataset folder (default: demo dataset)")
     parser.add_argument("--out", default=str(HERE), help="where results are written")
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--steps-per-epoch", type=int, default=10)
-    parser.add_argument("--labelled-fraction", type=float, default=0.25)
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="extra config overrides applied to every run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS),
+                        choices=list(SETTINGS), metavar="NAME",
+                        help="settings to run (default: all): " + "; ".join(SETTINGS))
+    parser.add_argument("--steps", type=int, default=None,
+                        help="train.steps of every run (default: the preset's)")
+    parser.add_argument("--baselines", default=None,
+                        help="JSON written by tools/baselines.py for the same dataset")
     return parser
 
 
-def train_one(method: str, seed: int, args, data_dir: str, run_dir: Path) -> dict:
-    """Train one method/seed in a fresh process (clean Keras state) and score it."""
-    settings = [
-        f"train.steps_per_epoch={args.steps_per_epoch}",
-        f"data.labelled_fraction={args.labelled_fraction}",
-        *args.overrides,
-    ]
-    cmd = [sys.executable, "-m", "fat_tf.train", "--data", data_dir, "--out", str(run_dir),
-           "--method", method, "--seed", str(seed), "--epochs", str(args.epochs)]
-    for s in settings:
-        cmd += ["--set", s]
-    started = time.time()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    seconds = time.time() - started
-    test = subprocess.run(
-        [sys.executable, "-m", "fat_tf.evaluate", str(run_dir), "--split", "test",
-         "--model", "final"], check=True, capture_output=True, text=True,
-    ).stdout
-    summary = json.loads((run_dir / "summary.json").read_text())
-    return {
-        "method": method, "seed": seed,
-        "val_lwlrap": summary["val_lwlrap"],
-        "test_lwlrap": json.loads(test[test.rindex("{\n"):])["lwlrap"],
-        "chance_lwlrap": summary["chance_lwlrap"],
-        "train_clips": summary["train_clips"],
-        "seconds": round(seconds, 1),
-    }
-
-
-def learning_curve(run_dir: Path) -> list[float]:
-    """Validation lwlrap per epoch of one run."""
-    with open(run_dir / "metrics.csv", newline="") as f:
-        return [float(r["val_lwlrap"]) for r in csv.DictReader(f)]
-
-
-def summarise(rows: list[dict], methods: list[str]) -> str:
-    """Markdown table: mean ± std of test and validation lwlrap per method."""
-    out = io.StringIO()
-    out.write("| method | test lwlrap (mean ± std) | validation lwlrap | runs | s/run |\n")
-    out.write("|---|---|---|---|---|\n")
-    for m in methods:
-        sel = [r for r in rows if r["method"] == m]
-        t = np.array([r["test_lwlrap"] for r in sel])
-        v = np.array([r["val_lwlrap"] for r in sel])
-        s = np.mean([r["seconds"] for r in sel])
-        out.write(f"| {m} | {t.mean():.4f} ± {t.std(ddof=1) if len(t) > 1 else 0:.4f} | "
-                  f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f} | {len(sel)} | "
-                  f"{s:.0f} |\n")
-    return out.getvalue()
-
-
-def plot(rows: list[dict], curves: dict, methods: list[str], path: Path) -> None:
-    """Bar chart of test lwlrap per method and mean validation learning curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (bars, lines) = plt.subplots(1, 2, figsize=(11, 4))
-    means = [np.mean([r["test_lwlrap"] for r in rows if r["method"] == m]) for m in methods]
-    stds = [np.std([r["test_lwlrap"] for r in rows if r["method"] == m]) for m in methods]
-    bars.bar(methods, means, yerr=stds, capsize=4, color="tab:blue")
-    bars.axhline(rows[0]["chance_lwlrap"], color="gray", linestyle=":", label="chance (val)")
-    bars.set_ylabel("test lwlrap (final model)")
-    bars.set_ylim(0, 1)
-    bars.legend()
-    for m in methods:
-        curve = np.mean(np.array(curves[m]), axis=0)
-        lines.plot(np.arange(1, len(curve) + 1), curve, label=m)
-    lines.set_xlabel("epoch")
-    lines.set_ylabel("validation lwlrap (mean over seeds)")
-    lines.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-def main(argv=None) -> int:
-    """Run the study and write its results."""
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    methods = args.methods.split(",")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    out = Path(args.out)
-    data_dir = args.data
-    if data_dir is None:
-        from fat_tf.data.demo import default_demo_dir
-
-        data_dir = str(default_demo_dir())
-    rows, curves = [], {m: [] for m in methods}
-    started = time.time()
-    for seed in seeds:
-        for method in methods:
-            run_dir = out / "runs" / f"{method}-seed{seed}"
-            row = train_one(method, seed, args, data_dir, run_dir)
-            rows.append(row)
-            curves[method].append(learning_curve(run_dir))
-            print(json.dumps(row), flush=True)
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    command = "python experiments/ssl_comparison/run.py " + " ".join(argv or sys.argv[1:])
-    header = (f"Command: `{command.strip()}`  \nMachine: {platform.machine()}, "
-              f"{platform.processor() or 'CPU'}, wall time {time.time() - started:.0f} s  \n"
-              f"Labelled clips per run: {rows[0]['train_clips']}; chance lwlrap "
-              f"(validation): {rows[0]['chance_lwlrap']:.3f}\n\n")
-    (out / "results.md").write_text(header + summarise(rows, methods))
-    plot(rows, curves, methods, out / "ssl_comparison.png")
-    print(header + summarise(rows, methods))
+    out, data_dir, command, started = common.start_study(args, "ssl_comparison/run.py", argv)
+    budget = [f"train.steps={args.steps}"] if args.steps else []
+    rows = []
+    for seed in args.seeds:
+        for name in args.settings:
+            method, settings = SETTINGS[name]
+            common.timed(f"{name}, seed {seed}")
+            run_dir = common.train_run(method, seed, None, sorted(settings + budget), data_dir)
+            rows.append({"setting": name, "method": method, "seed": seed,
+                         **common.scored_run(run_dir)})
+            write(out, rows, args, command, started)
     return 0
+
+
+def write(out: Path, rows: list[dict], args, command: str, started: float) -> None:
+    """Table and plot of the runs so far."""
+    baselines = json.loads(Path(args.baselines).read_text()) if args.baselines else None
+    groups = _groups(rows)
+    reference = groups.get("supervised, curated only")
+    ref_mean = np.mean([r["test_lwlrap_best"] for r in reference]) if reference else None
+    lines = ["| setting | steps | seeds | val lwlrap (best) | test lwlrap (best ckpt) | "
+             "vs supervised | test lwlrap (final) |", "|---|---|---|---|---|---|---|"]
+    for name, group in groups.items():
+        test = [r["test_lwlrap_best"] for r in group]
+        delta = f"{np.mean(test) - ref_mean:+.3f}" if ref_mean is not None else ""
+        lines.append(
+            f"| {name} | {group[0]['total_steps']} | {len(group)} | "
+            f"{common.mean_std(r['val_lwlrap_best'] for r in group)} | "
+            f"{common.mean_std(test)} | {delta} | "
+            f"{common.mean_std(r['test_lwlrap_final'] for r in group)} |")
+    if baselines:
+        lines += ["", "References on the test set (tools/baselines.py):", ""]
+        lines += [f"- {k}: {v}" for k, v in common.reference_scores(baselines).items()]
+    notes = ("Small preset, labelled batch 32 (+ 32 unlabelled clips for VAT, mean teacher "
+             "and MixMatch), default hyperparameters; mean ± std over seeds; 'vs "
+             "supervised' compares test means with supervised, curated only.")
+    common.write_results(out, rows, "\n".join(lines) + "\n", command, started, notes)
+    plot(out / "ssl_comparison.png", groups, baselines)
+
+
+def _groups(rows: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["setting"], []).append(r)
+    return groups
+
+
+def plot(path: Path, groups: dict[str, list[dict]], baselines: dict | None) -> None:
+    """Test lwlrap (best checkpoint) per setting, mean ± std over seeds."""
+    plt = common.pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    names = list(groups)
+    values = [np.array([r["test_lwlrap_best"] for r in groups[n]]) for n in names]
+    ax.barh(names, [v.mean() for v in values], capsize=3,
+            xerr=[v.std(ddof=1) if len(v) > 1 else 0.0 for v in values])
+    if baselines:
+        for i, (name, text) in enumerate(common.reference_scores(baselines).items()):
+            ax.axvline(float(text.split(" ± ")[0]), color=f"C{i + 1}", linestyle=":",
+                       label=name)
+        ax.legend(fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="test lwlrap (best-validation checkpoint)", xlim=(0, 1),
+           title="ways of using the noisy set, same step budget")
+    fig.tight_layout()
+    common.save_figure(fig, path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

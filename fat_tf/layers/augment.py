@@ -57,6 +57,36 @@ class RandomTimeFlip(_RandomLayer):
         return {**super().get_config(), "rate": self.rate}
 
 
+@keras.saving.register_keras_serializable(package="fat_tf")
+class RandomTimeShift(_RandomLayer):
+    """Roll each example along time by a random whole number of frames in
+    ``[-max_frames, max_frames]`` (circularly, so no frame is lost or invented).
+
+    A shifted view moves every event to another place in the crop, so two views of a
+    clip differ even when the time flip draws the same choice for both.
+
+    Args:
+        max_frames: largest shift in frames (0 = identity).
+        seed: seed of the random choice.
+        **kwargs: standard Layer arguments.
+    """
+
+    def __init__(self, max_frames: int = 16, seed: int | None = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.max_frames = max_frames
+
+    def augment(self, x):
+        frames = ops.shape(x)[1]
+        shift = ops.floor(keras.random.uniform(ops.shape(x)[:1], seed=self.seed_generator)
+                          * (2 * self.max_frames + 1)) - self.max_frames
+        source = ops.mod(ops.arange(frames)[None, :] - ops.cast(shift, "int32")[:, None],
+                         frames)
+        return ops.take_along_axis(x, source[:, :, None], axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "max_frames": self.max_frames}
+
+
 def _band_mask(batch, length, count, max_width, seed_generator):
     """``[batch, length]`` boolean mask that is True inside ``count`` random bands per
     example, each of width uniform in ``[0, max_width]`` at a uniform position."""

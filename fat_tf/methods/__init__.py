@@ -3,6 +3,7 @@
 :data:`METHODS` maps each ``--method`` name to its class.
 """
 
+from fat_tf.config import ConfigError
 from fat_tf.methods.base import Method
 from fat_tf.methods.meanteacher import MeanTeacher
 from fat_tf.methods.mixmatch import MixMatch
@@ -16,11 +17,11 @@ METHODS: dict[str, type[Method]] = {
 
 
 def get_method(name: str) -> type[Method]:
-    """The method class registered as ``name``."""
+    """The method class registered as ``name`` (ConfigError, a ValueError, if none is)."""
     try:
         return METHODS[name]
     except KeyError:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}") from None
+        raise ConfigError(f"unknown method {name!r}; choose from {sorted(METHODS)}") from None
 
 
 __all__ = ["METHODS", "Method", "get_method"]

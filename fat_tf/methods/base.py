@@ -132,7 +132,19 @@ class Method(keras.Model):
         return None
 
     def supervised_loss(self, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-        """Mean of the configured per-example supervised loss."""
+        """Mean of the configured per-example supervised loss.
+
+        ``labels`` may carry one extra last column flagging train_noisy clips (0 curated,
+        1 noisy; a mixed clip holds the mixed flag): a clip's loss is then weighted by
+        ``1 - flag + flag * noisy_label_weight`` while the run is before
+        ``noisy_label_until``, and by ``1 - flag`` after it (curated-only fine-tuning).
+        """
+        if labels.shape[-1] == self.num_classes + 1:
+            targets, noisy = labels[..., :-1], tf.cast(labels[..., -1], tf.float32)
+            h = self.hparams
+            active = tf.cast(self.progress() < h.noisy_label_until, tf.float32)
+            weights = 1.0 - noisy + noisy * h.noisy_label_weight * active
+            return tf.reduce_mean(weights * self.supervised_loss_fn(targets, logits))
         return tf.reduce_mean(self.supervised_loss_fn(labels, logits))
 
     def scaled_for_gradients(self, loss: tf.Tensor) -> tf.Tensor:

@@ -19,7 +19,7 @@ import keras
 
 from fat_tf.config import AugmentConfig, Config, ModelConfig
 from fat_tf.layers import LogMel
-from fat_tf.layers.augment import RandomTimeFlip, SpecAugment
+from fat_tf.layers.augment import RandomTimeFlip, RandomTimeShift, SpecAugment
 from fat_tf.models.cnn import build_backbone
 from fat_tf.models.head import build_head
 
@@ -63,6 +63,9 @@ def build_augment(n_mels: int, augment: AugmentConfig, seed: int) -> keras.Seque
     layers: list[keras.layers.Layer] = [keras.Input((None, n_mels))]
     if augment.time_flip:
         layers.append(RandomTimeFlip(seed=seed, name="time_flip"))
+    if augment.time_shift_frames:
+        layers.append(RandomTimeShift(augment.time_shift_frames, seed=seed + 2,
+                                      name="time_shift"))
     if augment.time_masks or augment.freq_masks:
         layers.append(
             SpecAugment(

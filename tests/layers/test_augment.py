@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fat_tf.layers.augment import RandomTimeCrop, RandomTimeFlip, SpecAugment
+from fat_tf.layers.augment import RandomTimeCrop, RandomTimeFlip, RandomTimeShift, SpecAugment
 
 
 def x_batch(batch=64, frames=20, mels=8):
@@ -11,7 +11,7 @@ def x_batch(batch=64, frames=20, mels=8):
 
 
 @pytest.mark.parametrize("layer", [RandomTimeFlip(seed=1), SpecAugment(seed=1),
-                                   RandomTimeCrop(5, seed=1)])
+                                   RandomTimeCrop(5, seed=1), RandomTimeShift(3, seed=1)])
 def test_identity_at_inference(layer):
     x = x_batch()
     np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
@@ -26,6 +26,18 @@ def test_time_flip_flips_about_half():
     kept = np.all(out == x, axis=(1, 2))
     assert np.all(flipped | kept)
     assert 16 < flipped.sum() < 48
+
+
+def test_time_shift_rolls_each_example_within_range():
+    x = x_batch(frames=20)
+    out = np.asarray(RandomTimeShift(4, seed=5)(x, training=True))
+    shifts = []
+    for b in range(len(x)):
+        matches = [k for k in range(-4, 5) if np.array_equal(out[b], np.roll(x[b], k, axis=0))]
+        assert len(matches) == 1, b  # a roll by a whole number of frames within range
+        shifts.append(matches[0])
+    assert len(set(shifts)) >= 7  # every shift is drawn (9 possible, 64 examples)
+    np.testing.assert_array_equal(np.asarray(RandomTimeShift(0, seed=5)(x, training=True)), x)
 
 
 def test_spec_augment_masks_bands():

@@ -283,3 +283,34 @@ def test_vat_divergence_is_the_perturbation_not_dropout_noise(replay, monkeypatc
         strong = build_method(config.replace(**{"method.vat_eps": 5.0}), CLASSES,
                               total_steps=1)
         assert float(_vat_loss(strong, mel[:4], tf.constant(labels[:4]), mel[4:])) > 1e-4
+
+
+@pytest.mark.parametrize("method_name", ["supervised", "mixup"])
+def test_noisy_label_weight_and_curated_fine_tuning(method_name):
+    """The noisy-flag column weights each clip's loss: 1 for curated, noisy_label_weight
+    for noisy clips before noisy_label_until, 0 after it; mixup mixes the flag too."""
+    config = tiny_config(**{"train.method": method_name, "method.noisy_label_weight": 0.25,
+                            "method.noisy_label_until": 0.5})
+    method = build_method(config, CLASSES, total_steps=100)
+    rng = np.random.default_rng(0)
+    targets = (rng.random((6, CLASSES)) < 0.3).astype(np.float32)
+    flag = np.array([0, 0, 1, 1, 0.5, 0.2], np.float32)  # the last two: mixed clips
+    logits = rng.normal(size=(6, CLASSES)).astype(np.float32)
+    per_clip = -np.mean(targets * np.log(1 / (1 + np.exp(-logits)))
+                        + (1 - targets) * np.log(1 - 1 / (1 + np.exp(-logits))), axis=1)
+    labels = tf.constant(np.concatenate([targets, flag[:, None]], axis=1))
+    for step, noisy_weight in ((10, 0.25), (49, 0.25), (50, 0.0), (99, 0.0)):
+        method.optimizer.iterations.assign(step)
+        expected = np.mean((1 - flag + flag * noisy_weight) * per_clip)
+        assert float(method.supervised_loss(labels, tf.constant(logits))) == pytest.approx(
+            expected, rel=1e-5)
+    # plain labels: the unweighted mean, as before
+    assert float(method.supervised_loss(tf.constant(targets), tf.constant(logits))) == (
+        pytest.approx(per_clip.mean(), rel=1e-5))
+    # a training step with the flag column runs (mixup mixes labels and flags alike)
+    audio, clean = batch_data(config)
+    flagged = np.concatenate([clean, (np.arange(len(clean)) % 2)[:, None]], 1)
+    method.optimizer.iterations.assign(0)
+    batch = tf.data.Dataset.from_tensors(({"audio": audio}, flagged.astype(np.float32)))
+    history = method.fit(batch, epochs=1, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"][-1])
