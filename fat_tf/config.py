@@ -205,7 +205,7 @@ class MethodConfig:
     """Hyperparameters of the training methods (each reads only its own).
 
     Args:
-        mixup_alpha: Beta(alpha, alpha) parameter of mixup and MixMatch.
+        mixup_alpha: Beta(alpha, alpha) parameter of mixup.
         vat_xi: size of the finite-difference step of the power iteration.
         vat_eps: norm of the adversarial perturbation (on the standardised log-mel).
         vat_ip: number of power iterations.
@@ -220,6 +220,10 @@ class MethodConfig:
         mixmatch_k: augmentations per unlabelled clip for MixMatch.
         mixmatch_temperature: sharpening temperature T of MixMatch.
         mixmatch_weight: final weight of MixMatch's unlabelled loss.
+        mixmatch_alpha: Beta(alpha, alpha) parameter of MixMatch's mixing.
+        mixmatch_alignment: align MixMatch's guesses to the labelled class frequencies
+            (per-class distribution alignment) and sharpen each class around its
+            frequency instead of 0.5 (see :func:`fat_tf.ops.ssl.align_to_prior`).
         export_student: export the student instead of the teacher (mean teacher).
         noisy_label_weight: weight of a train_noisy clip's supervised loss (a curated
             clip's is 1) when ``data.noisy_usage=labelled``; mixed clips (mixup) get the
@@ -240,6 +244,8 @@ class MethodConfig:
     mixmatch_k: int = 2
     mixmatch_temperature: float = 0.5
     mixmatch_weight: float = 10.0
+    mixmatch_alpha: float = 1.0
+    mixmatch_alignment: bool = False
     export_student: bool = False
     noisy_label_weight: float = 1.0
     noisy_label_until: float = 1.0

@@ -41,7 +41,7 @@ METHOD_KNOBS = {
     "mixup": {"method.mixup_alpha"},
     "vat": {"method.vat_eps", "method.vat_xi", "method.vat_weight"},
     "meanteacher": {"method.ema_decay", "method.consistency_weight", "method.rampup_fraction"},
-    "mixmatch": {"method.mixmatch_temperature", "method.mixup_alpha", "method.mixmatch_k",
+    "mixmatch": {"method.mixmatch_temperature", "method.mixmatch_alpha", "method.mixmatch_k",
                  "method.mixmatch_weight"},
 }
 

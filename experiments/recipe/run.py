@@ -49,11 +49,16 @@ OLD = ["optim.lr_schedule=cosine_restarts", "optim.cosine_cycles=3"]
 OLD_EPOCHS = 30
 
 #: Named variants of the new defaults compared at one budget.
+SPEC = ["augment.time_masks=2", "augment.freq_masks=2"]
+SHIFT = ["augment.time_shift_frames=32"]
 VARIANTS = {
     "default": [],
     "crop 4 s": ["data.crop_frames=256"],
     "max pooling": ["data.window_pooling=max"],
-    "specaugment": ["augment.time_masks=2", "augment.freq_masks=2"],
+    "specaugment": SPEC,
+    "time shift": SHIFT,
+    "specaugment + time shift": SPEC + SHIFT,
+    "mixup + specaugment + time shift": ["train.method=mixup", *SPEC, *SHIFT],
     "no time flip": ["augment.time_flip=false"],
 }
 

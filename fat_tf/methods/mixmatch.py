@@ -8,7 +8,10 @@ import tensorflow as tf
 from fat_tf.methods.base import Method, frozen_batchnorm_statistics
 from fat_tf.ops import sampling
 from fat_tf.ops.ramps import linear_rampup
-from fat_tf.ops.ssl import mix, sharpen
+from fat_tf.ops.ssl import align_to_prior, mix, sharpen, sharpen_around
+
+#: Smallest rate of the running class frequencies of distribution alignment.
+ALIGNMENT_RATE = 0.01
 
 
 class MixMatch(Method):
@@ -17,10 +20,15 @@ class MixMatch(Method):
     1. ``K = mixmatch_k`` augmentation draws of each unlabelled log-mel; the guess is the
        mean of the K per-class sigmoid probabilities, sharpened per class in logit space
        ``p^(1/T) / (p^(1/T) + (1-p)^(1/T))`` with ``T = mixmatch_temperature`` (never
-       ``sigmoid(T * p)``, which pins targets near 0.5).
+       ``sigmoid(T * p)``, which pins targets near 0.5). With ``mixmatch_alignment``
+       the mean is first aligned to the labelled class frequencies (each class scaled by
+       its frequency over the model's running mean guess, clipped to [0, 1]) and then
+       sharpened around the class frequency instead of 0.5 (multi-label clips have
+       ~1.2 classes on of C: around 0.5 an early model's guesses all sharpen to 0).
     2. ``W`` = labelled and unlabelled views with their targets, shuffled; each example
        is mixed with one of ``W`` using ``lambda' = max(lambda, 1 - lambda)``,
-       ``lambda ~ Beta(alpha, alpha)`` per example, so it stays closer to itself.
+       ``lambda ~ Beta(alpha, alpha)`` per example (``alpha = mixmatch_alpha``), so it
+       stays closer to itself.
     3. Mixed labelled and unlabelled examples go through the classifier in one batch
        (BatchNorm sees both together). Loss: BCE on the labelled part plus
        ``mixmatch_weight * linear ramp`` times the squared error of the unlabelled
@@ -33,11 +41,42 @@ class MixMatch(Method):
     loss_terms = ("supervised", "unlabelled")
     uses_unlabelled = True
 
-    def guess_labels(self, unlabelled_mel: tf.Tensor) -> tuple[list[tf.Tensor], tf.Tensor]:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # running class frequency of the labelled targets and mean guess per class
+        # (distribution alignment); saved with the run's backup
+        self.label_prior = self.add_weight(shape=(self.num_classes,), initializer="zeros",
+                                           trainable=False, name="label_prior",
+                                           aggregation="mean")
+        self.mean_guess = self.add_weight(shape=(self.num_classes,), initializer="zeros",
+                                          trainable=False, name="mean_guess",
+                                          aggregation="mean")
+        self.alignment_updates = self.add_weight(shape=(), initializer="zeros",
+                                                 trainable=False, name="alignment_updates",
+                                                 aggregation="only_first_replica")
+
+    def update_alignment(self, labels: tf.Tensor, probabilities: tf.Tensor) -> None:
+        """Fold one batch into the running means (the first batches count equally, then
+        an exponential average over about ``1 / ALIGNMENT_RATE`` batches).
+
+        Args:
+            labels: ``[B, C]`` labelled targets.
+            probabilities: ``[B_u, C]`` unsharpened guesses.
+        """
+        rate = tf.maximum(1.0 / (self.alignment_updates + 1.0), ALIGNMENT_RATE)
+        for variable, batch in ((self.label_prior, labels), (self.mean_guess, probabilities)):
+            mean = tf.reduce_mean(tf.cast(batch, tf.float32), axis=0)
+            variable.assign(variable + rate * (tf.stop_gradient(mean) - variable))
+        self.alignment_updates.assign_add(1.0)
+
+    def guess_labels(self, unlabelled_mel: tf.Tensor, labels: tf.Tensor | None = None
+                     ) -> tuple[list[tf.Tensor], tf.Tensor]:
         """K augmented views of the unlabelled log-mel and their sharpened guesses.
 
         Args:
             unlabelled_mel: ``[B_u, T, F]`` log-mel.
+            labels: the labelled batch's targets, folded into the class frequencies when
+                ``mixmatch_alignment`` is on.
 
         Returns:
             the K views and the ``[B_u, C]`` guessed targets (constant).
@@ -47,18 +86,25 @@ class MixMatch(Method):
             probabilities = [tf.sigmoid(tf.cast(self.classifier(v, training=True), tf.float32))
                              for v in views]
         mean = tf.add_n(probabilities) / len(probabilities)
-        return views, tf.stop_gradient(sharpen(mean, self.hparams.mixmatch_temperature))
+        if not self.hparams.mixmatch_alignment:
+            return views, tf.stop_gradient(sharpen(mean, self.hparams.mixmatch_temperature))
+        if labels is not None:
+            self.update_alignment(labels, mean)
+        prior = tf.clip_by_value(self.label_prior, 1e-4, 1.0 - 1e-4)
+        aligned = align_to_prior(mean, prior, self.mean_guess)
+        guess = sharpen_around(aligned, prior, self.hparams.mixmatch_temperature)
+        return views, tf.stop_gradient(guess)
 
     def compute_losses(self, mel, labels, unlabelled, tape):
         k = self.hparams.mixmatch_k
         labelled_view = self.augmented(mel)
         batch = tf.shape(labelled_view)[0]
-        views, guess = self.guess_labels(unlabelled)
+        views, guess = self.guess_labels(unlabelled, labels[:, :self.num_classes])
         inputs = tf.concat([labelled_view, *views], axis=0)
         targets = tf.concat([tf.cast(labels, tf.float32)] + [guess] * k, axis=0)
         total = tf.shape(inputs)[0]
         partner = tf.argsort(keras.random.uniform((total,), seed=self.seed_generator))
-        alpha = self.hparams.mixup_alpha
+        alpha = self.hparams.mixmatch_alpha
         lam = sampling.beta((total,), alpha, alpha, seed=self.seed_generator)
         lam = tf.maximum(lam, 1.0 - lam)
         mixed = mix(inputs, tf.gather(inputs, partner), lam)

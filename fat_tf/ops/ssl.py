@@ -24,6 +24,48 @@ def sharpen(probabilities: tf.Tensor, temperature: float) -> tf.Tensor:
     return tf.sigmoid(logit / temperature)
 
 
+def _logit(p: tf.Tensor) -> tf.Tensor:
+    p = tf.clip_by_value(tf.cast(p, tf.float32), 1e-7, 1.0 - 1e-7)
+    return tf.math.log(p) - tf.math.log1p(-p)
+
+
+def align_to_prior(probabilities: tf.Tensor, prior: tf.Tensor, mean_guess: tf.Tensor,
+                   epsilon: float = 1e-6) -> tf.Tensor:
+    """Distribution alignment for multi-label guesses (after ReMixMatch, per class):
+    ``clip(p * prior / mean_guess, 0, 1)``.
+
+    An uncalibrated early model guesses too many (or too few) classes "on"; scaling each
+    class by the ratio of the labelled class frequency to the model's average guess for
+    it makes the guesses' class frequencies match the labelled ones.
+
+    Args:
+        probabilities: ``[B, C]`` guessed probabilities.
+        prior: ``[C]`` frequency of each class in the labelled data.
+        mean_guess: ``[C]`` the model's average guess per class (a running mean).
+        epsilon: floor of ``mean_guess``.
+    """
+    ratio = tf.cast(prior, tf.float32) / tf.maximum(tf.cast(mean_guess, tf.float32), epsilon)
+    return tf.clip_by_value(tf.cast(probabilities, tf.float32) * ratio, 0.0, 1.0)
+
+
+def sharpen_around(probabilities: tf.Tensor, centre: tf.Tensor,
+                   temperature: float) -> tf.Tensor:
+    """Per-class sharpening around ``centre`` instead of 0.5:
+    ``sigmoid((logit(p) - logit(centre)) / T + logit(centre))``.
+
+    ``p = centre`` is the fixed point; ``p`` above it moves towards 1, below it towards
+    0. With ``centre`` the labelled class frequency (a rare class: ~0.02), a guess of
+    0.3 counts as evidence for the class instead of being sharpened to 0 as around 0.5.
+
+    Args:
+        probabilities: ``[B, C]`` class probabilities.
+        centre: ``[C]`` (or scalar) centre per class, in (0, 1).
+        temperature: T > 0.
+    """
+    c = _logit(centre)
+    return tf.sigmoid((_logit(probabilities) - c) / temperature + c)
+
+
 def binary_kl(target_logits: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """KL(Bernoulli(sigmoid(target)) || Bernoulli(sigmoid(logits))), summed over classes.
 

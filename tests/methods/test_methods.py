@@ -314,3 +314,25 @@ def test_noisy_label_weight_and_curated_fine_tuning(method_name):
     batch = tf.data.Dataset.from_tensors(({"audio": audio}, flagged.astype(np.float32)))
     history = method.fit(batch, epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][-1])
+
+
+def test_mixmatch_alignment_guesses_follow_the_labelled_class_frequencies():
+    config = tiny_config(**{"train.method": "mixmatch", "method.mixmatch_k": 2,
+                            "method.mixmatch_alignment": True})
+    method = build_method(config, CLASSES, total_steps=10)
+    audio, labels = batch_data(config)
+    mel = method.logmel(tf.constant(audio))
+    views, guess = method.guess_labels(mel, tf.constant(labels))
+    probs = tf.add_n([tf.sigmoid(method.classifier(v, training=True)) for v in views]) / 2
+    # the first update sets the running means to this batch's means
+    np.testing.assert_allclose(method.label_prior.numpy(), labels.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(method.mean_guess.numpy(), probs.numpy().mean(0), rtol=1e-4)
+    prior = np.clip(labels.mean(0), 1e-4, 1 - 1e-4)
+    aligned = np.clip(probs.numpy() * prior / probs.numpy().mean(0), 0, 1)
+    logit = lambda x: np.log(np.clip(x, 1e-7, 1 - 1e-7) / (1 - np.clip(x, 1e-7, 1 - 1e-7)))  # noqa: E731
+    expected = 1 / (1 + np.exp(-((logit(aligned) - logit(prior)) / 0.5 + logit(prior))))
+    np.testing.assert_allclose(guess.numpy(), expected, rtol=1e-3, atol=1e-5)
+    # a second batch moves the running means half-way (two batches counted equally)
+    method.guess_labels(mel, tf.constant(np.zeros_like(labels)))
+    np.testing.assert_allclose(method.label_prior.numpy(), labels.mean(0) / 2, rtol=1e-5)
+    assert method.alignment_updates.numpy() == 2

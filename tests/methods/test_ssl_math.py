@@ -9,7 +9,14 @@ import tensorflow as tf
 
 from fat_tf.ema import ExponentialMovingAverage, ema_update
 from fat_tf.ops.ramps import ema_decay, ema_decay_for_run, linear_rampup, sigmoid_rampup
-from fat_tf.ops.ssl import binary_kl, mix, normalize_per_example, sharpen
+from fat_tf.ops.ssl import (
+    align_to_prior,
+    binary_kl,
+    mix,
+    normalize_per_example,
+    sharpen,
+    sharpen_around,
+)
 
 
 def test_sharpen_known_values_and_not_stuck_near_half():
@@ -130,3 +137,28 @@ def test_ema_callback_averages_every_weight_including_batchnorm_stats():
     for i, w in enumerate(teacher.get_weights()):
         expected = closed_form_ema([h[i] for h in history], 0.7)
         np.testing.assert_allclose(w, expected, rtol=1e-4, atol=1e-6, err_msg=names[i])
+
+
+def test_alignment_matches_the_labelled_class_frequencies():
+    rng = np.random.default_rng(0)
+    guesses = rng.uniform(0.05, 0.4, size=(64, 6)).astype(np.float32)  # ~1.4 classes "on"
+    prior = np.array([0.3, 0.2, 0.1, 0.05, 0.05, 0.02], np.float32)
+    aligned = align_to_prior(guesses, prior, guesses.mean(0)).numpy()
+    np.testing.assert_allclose(aligned.mean(0), prior, rtol=1e-5)  # no clipping here
+    np.testing.assert_allclose(aligned, guesses * prior / guesses.mean(0), rtol=1e-5)
+    big = align_to_prior(np.full((2, 2), 0.9, np.float32), np.array([0.9, 0.9]),
+                         np.array([0.3, 0.3]))
+    assert float(np.max(big)) == 1.0  # clipped to a probability
+
+
+def test_sharpen_around_the_class_frequency():
+    centre = np.array([0.5, 0.05, 0.2], np.float32)
+    p = np.array([[0.5, 0.05, 0.2], [0.6, 0.1, 0.1]], np.float32)
+    out = sharpen_around(p, centre, 0.5).numpy()
+    np.testing.assert_allclose(out[0], centre, rtol=1e-5)  # the centre is the fixed point
+    logit = lambda x: np.log(x / (1 - x))  # noqa: E731
+    expected = 1 / (1 + np.exp(-((logit(p[1]) - logit(centre)) * 2 + logit(centre))))
+    np.testing.assert_allclose(out[1], expected, rtol=1e-5)
+    assert out[1, 1] > 0.1 and out[1, 2] < 0.1  # above the centre up, below it down
+    np.testing.assert_allclose(sharpen_around(p, 0.5, 0.5).numpy(), sharpen(p, 0.5).numpy(),
+                               rtol=1e-5)  # around 0.5 it is plain sharpening
