@@ -18,16 +18,53 @@ import io
 import json
 import math
 import os
+import re
+import shutil
+import sys
 import tempfile
 
 import keras
 
 from fat_tf.config import atomic_write_text
 from fat_tf.errors import FatTfError
+from fat_tf.files import honour_umask, read_json_object
+
+#: Free space kept beyond a checkpoint's own size before it is written.
+CHECKPOINT_MARGIN_BYTES = 2**20
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+def check_room(path: str, needed: int, what: str) -> None:
+    """Raise FatTfError (one line naming ``path``) if its disk has less than ``needed``
+    bytes (plus :data:`CHECKPOINT_MARGIN_BYTES`) free.
+
+    Args:
+        path: the file about to be written.
+        needed: its expected size in bytes.
+        what: what it is, for the message (``the backup of epoch 3``).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # unknown: the write itself will tell
+    if free < needed + CHECKPOINT_MARGIN_BYTES:
+        raise FatTfError(
+            f"{path}: only {_mb(free)} free on its disk, {what} needs {_mb(needed)} "
+            f"(+{_mb(CHECKPOINT_MARGIN_BYTES)} margin); nothing was written and the last "
+            "complete checkpoint is kept. Free some space and rerun the same command to "
+            "resume"
+        )
 
 
 def atomic_save_model(model: keras.Model, path: str) -> None:
     """Save ``model`` as a ``.keras`` file through a temporary file and a rename.
+
+    Before writing, the disk must have room for a file the size of the one being
+    replaced (if any); a full disk is reported as one line naming the file.
 
     Args:
         model: the model to save.
@@ -35,14 +72,60 @@ def atomic_save_model(model: keras.Model, path: str) -> None:
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    if os.path.isfile(path):
+        check_room(path, os.path.getsize(path), f"a new {os.path.basename(path)}")
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=folder)
     os.close(fd)
     try:
-        model.save(tmp, overwrite=True)
-        os.replace(tmp, path)
+        try:
+            model.save(tmp, overwrite=True)
+            honour_umask(tmp)  # not mkstemp's 0600
+            os.replace(tmp, path)
+        except OSError as e:
+            raise FatTfError(f"{path}: cannot be written ({e.strerror or e}); the previous "
+                             "file is kept") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def serialize_weights(model: keras.Model) -> bytes:
+    """The ``.weights.h5`` file ``model.save_weights`` would write, built in memory.
+
+    HDF5 then never writes to the disk itself: a disk that fills up during the write
+    fails one plain ``write`` call, instead of h5py failing in object destructors (a
+    flood of tracebacks, then a segmentation fault at exit).
+    """
+    try:
+        from keras.src.saving import saving_lib
+
+        store_class, save_state = saving_lib.H5IOStore, saving_lib._save_state
+    except (ImportError, AttributeError):  # another Keras: write a file, read it back
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "w.weights.h5")
+            model.save_weights(path)
+            with open(path, "rb") as f:
+                return f.read()
+    buffer = io.BytesIO()
+    store = store_class(buffer, mode="w")
+    try:
+        save_state(model, weights_store=store, assets_store=None, inner_path="",
+                   visited_saveables=set())
+    finally:
+        store.close()
+    return buffer.getvalue()
+
+
+def write_weights_file(data: bytes, path: str) -> None:
+    """Write ``data`` to ``path`` (created or truncated) and flush it to the disk."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    honour_umask(path)
+
+
+_WEIGHTS_NAME = re.compile(r"epoch-(\d+)-batch-(\d+)\.weights\.h5$")
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -79,15 +162,57 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self.agree = agree
         self._latest: dict | None = None  # the backup restored or last written
 
+    def _restart_advice(self) -> str:
+        run = os.path.dirname(os.path.abspath(self.backup_dir))
+        return (f"to start the run again, delete {self.backup_dir} and the run folder's "
+                f"metrics.csv, best.keras and best.keras.json ({run}), or train into a new "
+                "--out folder")
+
     def _committed(self) -> dict | None:
-        """The committed metadata (epoch, batch, weights file name), or None."""
-        if not os.path.exists(self._training_metadata_path):
+        """The committed metadata (epoch, batch, weights file name), or None.
+
+        A damaged metadata file (truncated, not JSON, no epoch) is reported on stderr
+        and replaced by the newest weights file in the folder, whose name gives its
+        epoch and batch (every weights file there is complete: each was renamed into
+        place only after it was written); with none, FatTfError.
+        """
+        path = self._training_metadata_path
+        if not os.path.exists(path):
             return None
-        with open(self._training_metadata_path, encoding="utf-8") as f:
-            metadata = json.load(f)
+        try:
+            metadata = read_json_object(path)
+            self._position(metadata)
+            if not isinstance(metadata.get("weights", ""), str):
+                raise ValueError("'weights' is not a file name")
+            if "previous" in metadata and metadata["previous"] is not None:
+                self._position(metadata["previous"])
+        except (FatTfError, KeyError, TypeError, ValueError) as e:
+            found = self._weights_files()
+            if not found:
+                raise FatTfError(f"{path}: damaged ({e}) and the backup folder holds no "
+                                 f"weights file to resume from; {self._restart_advice()}"
+                                 ) from None
+            epoch, batch, name = found[0]
+            print(f"warning: {path} is damaged; resuming from the newest backup weights "
+                  f"file, {name} (epoch {epoch})", file=sys.stderr)
+            metadata = {"epoch": epoch, "batch": batch, "weights": name}
+            if len(found) > 1:  # kept for a fallback if the newest one is damaged too
+                metadata["previous"] = dict(zip(("epoch", "batch", "weights"), found[1]))
+            return metadata
         # backups written before the weights file was named in the metadata
         metadata.setdefault("weights", os.path.basename(self._weights_path))
         return metadata
+
+    def _weights_files(self) -> list[tuple[int, int, str]]:
+        """``(epoch, batch, name)`` of the backup weights files present, newest first."""
+        if not os.path.isdir(self.backup_dir):
+            return []
+        found = []
+        for name in os.listdir(self.backup_dir):
+            match = _WEIGHTS_NAME.fullmatch(name)
+            if match:
+                found.append((int(match[1]), int(match[2]), name))
+        return sorted(found, reverse=True)
 
     def _remove_uncommitted(self, keep: str | None, previous: str | None = None) -> None:
         if not os.path.isdir(self.backup_dir):
@@ -166,17 +291,52 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             return
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
+        metadata = self._load_weights(metadata, previous if self.agree is None else None)
+        self._latest = {k: v for k, v in metadata.items() if k != "previous"}
         self.model._initial_epoch = metadata["epoch"]
+
+    def _load_weights(self, metadata: dict, previous: dict | None) -> dict:
+        """Load the backup ``metadata`` names; if its weights file is damaged (truncated,
+        empty, unreadable), fall back to ``previous`` when that one is kept and loads.
+        Returns the metadata of the backup loaded.
+
+        Raises:
+            FatTfError: no kept backup loads; one line naming the file and how to restart.
+        """
+        problems = []
+        for candidate in [metadata] + ([previous] if previous else []):
+            path = os.path.join(self.backup_dir, candidate["weights"])
+            try:
+                self.model.load_weights(path)
+            except Exception as e:  # h5py and Keras raise several types
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                problems.append(f"{path}: damaged or unreadable backup weights ({first})")
+                continue
+            if problems:
+                print(f"warning: {problems[0]}; resumed from the previous backup, {path} "
+                      f"(epoch {candidate['epoch']})", file=sys.stderr)
+            return candidate
+        kept = ("the previous backup is damaged too" if len(problems) > 1
+                else "no earlier backup is kept")
+        raise FatTfError(f"{problems[0]}; {kept}; {self._restart_advice()}")
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         epoch, batch = self._current_epoch, self._last_batch_seen
         name = f"epoch-{epoch:05d}-batch-{batch:06d}.weights.h5"
         tmp_weights = os.path.join(self.backup_dir, ".tmp-latest.weights.h5")
+        what = f"the backup of epoch {epoch}" + (f" batch {batch}" if batch else "")
+        data = serialize_weights(self.model)
+        check_room(tmp_weights, len(data), what)
         try:
-            self.model.save_weights(tmp_weights, overwrite=True)
+            write_weights_file(data, tmp_weights)
             os.replace(tmp_weights, os.path.join(self.backup_dir, name))
+        except OSError as e:
+            kept = (f"the backup of {self._describe(self._position(self._latest))} is kept"
+                    if self._latest else "no earlier backup exists")
+            raise FatTfError(f"{tmp_weights}: {e.strerror or e} while writing {what}; "
+                             f"{kept}. Free some space and rerun the same command to resume"
+                             ) from None
         finally:  # e.g. disk full: free the space, keep the previous backup
             if os.path.exists(tmp_weights):
                 os.unlink(tmp_weights)
@@ -217,9 +377,18 @@ class MetricsCSV(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.rows = {}
         if os.path.exists(self.path):
-            with open(self.path, newline="", encoding="utf-8") as f:
-                for row in csv.DictReader(f):
-                    self.rows[int(row["epoch"])] = row
+            reader = None
+            try:
+                with open(self.path, newline="", encoding="utf-8") as f:
+                    reader = csv.DictReader(f)
+                    for row in reader:
+                        self.rows[int(row["epoch"])] = row
+            except (KeyError, TypeError, ValueError, csv.Error) as e:
+                line = f" line {reader.line_num}" if reader is not None else ""
+                raise FatTfError(
+                    f"{self.path}{line}: damaged ({type(e).__name__}: {e}); delete the "
+                    "damaged rows, or the whole file (rows of the epochs left to run are "
+                    "written again), and rerun the same command") from None
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1}
@@ -282,8 +451,13 @@ class SaveBestModel(keras.callbacks.Callback):
         """``{"monitor", "value", "epoch", "step"}`` of the saved best model, or None."""
         if not os.path.exists(self.state_path):
             return None
-        with open(self.state_path, encoding="utf-8") as f:
-            return json.load(f)
+        state = read_json_object(
+            self.state_path, f"delete it (and {os.path.basename(self.path)} if that is "
+            "damaged too) to let the run save a new best model")
+        if not isinstance(state.get("value"), (int, float)):
+            raise FatTfError(f"{self.state_path}: has no numeric 'value'; delete it to let the "
+                             "run save a new best model")
+        return state
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)

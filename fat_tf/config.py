@@ -391,7 +391,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
     try:
+        from fat_tf.files import honour_umask
+
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            honour_umask(f.fileno())  # the mode any new file gets, not mkstemp's 0600
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -74,6 +74,7 @@ import numpy as np
 
 from fat_tf.cli import run_cli
 from fat_tf.errors import FatTfError
+from fat_tf.files import honour_umask
 
 EXPORT_FORMAT = "fat_tf-export"
 EXPORT_VERSION = 1
@@ -334,7 +335,7 @@ def _clip_module_class():
             """Clips sharing one length -> ``{"probabilities", "logits"}`` ``[B, C]``.
 
             Args:
-                waveform: float32 ``[B, T]`` at the model's sample rate, any ``T >= 0``.
+                waveform: float32 ``[B, T]`` at the model's sample rate, ``T >= 1``.
             """
             shape = tf.shape(waveform)
             return self.waveform_with_lengths(waveform, tf.fill(shape[:1], shape[1]))
@@ -347,12 +348,16 @@ def _clip_module_class():
             """Clips of different lengths -> ``{"probabilities", "logits"}`` ``[B, C]``.
 
             The other scoring functions call this one, so the tagger is traced once.
+            Bad input fails (``InvalidArgumentError``) instead of giving wrong rows; see
+            :func:`input_checks`.
 
             Args:
                 waveform: float32 ``[B, T]``; row ``i`` holds clip ``i`` in its first
-                    ``lengths[i]`` samples (the rest is ignored).
-                lengths: int32 ``[B]``, clipped to ``[0, T]``.
+                    ``lengths[i]`` samples, all finite (the rest is ignored).
+                lengths: int32 ``[B]``, one per row, each in ``[1, T]``.
             """
+            with tf.control_dependencies(input_checks(waveform, lengths)):
+                waveform = tf.identity(waveform)
             return self._outputs(waveform, lengths)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="wav_bytes")])
@@ -426,6 +431,48 @@ def _clip_module_class():
             return {k: functions[k].get_concrete_function() for k in keys}
 
     return ClipModule
+
+
+def input_checks(waveform, lengths) -> list:
+    """In-graph checks of ``waveform_with_lengths``' input (the contract in the README).
+
+    ``lengths`` must hold one entry per waveform row, each ``>= 1`` (an empty clip has
+    nothing to score) and ``<= T``, the waveform's samples; the samples of every clip
+    (its first ``lengths[i]``) must be finite. Each failed check raises
+    ``InvalidArgumentError`` saying what is wrong.
+
+    Args:
+        waveform: float32 ``[B, T]``.
+        lengths: int32 ``[B]``.
+
+    Returns:
+        the assert ops, for ``tf.control_dependencies``.
+    """
+    import tensorflow as tf
+
+    rows, samples = tf.shape(waveform)[0], tf.shape(waveform)[1]
+    count = tf.shape(lengths)[0]
+    same = tf.debugging.Assert(tf.equal(count, rows), [tf.strings.join([
+        "waveform_with_lengths: lengths has ", tf.strings.as_string(count),
+        " entries but waveform has ", tf.strings.as_string(rows),
+        " rows; give one length per row"])])
+    with tf.control_dependencies([same]):  # the checks below index rows by lengths
+        shortest = tf.reduce_min(tf.concat([lengths, [1]], 0))
+        longest = tf.reduce_max(tf.concat([lengths, [0]], 0))
+        inside = tf.range(samples)[None, :] < lengths[:, None]
+        finite = tf.reduce_all(tf.math.is_finite(waveform) | ~inside)
+    return [
+        same,
+        tf.debugging.Assert(shortest >= 1, [tf.strings.join([
+            "waveform_with_lengths: a length is ", tf.strings.as_string(shortest),
+            "; every clip needs at least 1 sample (lengths must be > 0)"])]),
+        tf.debugging.Assert(longest <= samples, [tf.strings.join([
+            "waveform_with_lengths: a length is ", tf.strings.as_string(longest),
+            " but waveform has only ", tf.strings.as_string(samples),
+            " samples per row (lengths must be <= samples)"])]),
+        tf.debugging.Assert(finite, [
+            "waveform_with_lengths: waveform holds NaN or infinite samples"]),
+    ]
 
 
 def __getattr__(name: str):
@@ -803,6 +850,7 @@ def export_run(
                 f"(more than {QUANTIZED_TOLERANCE}); prefer model.tflite")
             log(f"warning: {info['check']['warning']}")
         (tmp / "export.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        honour_umask(tmp, folder=True)  # not mkdtemp's 0700
         _replace_folder(tmp, out, overwrite)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

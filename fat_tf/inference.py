@@ -7,7 +7,6 @@ test-time augmentation adds the time-reversed clip and averages the two clip log
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import fat_tf.models  # noqa: F401
 from fat_tf.config import Config
 from fat_tf.data import pipeline
 from fat_tf.errors import FatTfError
+from fat_tf.files import keras_file_problem, read_json_object
 from fat_tf.ops.pooling import clip_logits, pool_windows
 
 
@@ -53,8 +53,25 @@ class TrainedRun:
         return path
 
     def load_model(self, which: str = "best") -> keras.Model:
-        """Load the run's tagger (waveform in, logits out)."""
-        return keras.models.load_model(self.model_path(which), compile=False)
+        """Load the run's tagger (waveform in, logits out).
+
+        Raises:
+            FatTfError: the file is empty, truncated or damaged (one line naming it and
+                what to do), rather than Keras' own error.
+        """
+        path = self.model_path(which)
+        other = {"best": "final", "final": "best"}.get(which)
+        advice = ("copy it again from where the run was trained, or use the run's other "
+                  f"model (--model {other})")
+        problem = keras_file_problem(path)
+        if problem:
+            raise FatTfError(f"{path}: {problem}; {advice}")
+        try:
+            return keras.models.load_model(path, compile=False)
+        except Exception as e:  # a whole archive with bad content (e.g. a damaged .h5)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise FatTfError(f"{path}: cannot be loaded as a Keras model ({first}); "
+                             f"{advice}") from None
 
 
 def load_run(run_dir: str | Path) -> TrainedRun:
@@ -68,8 +85,13 @@ def load_run(run_dir: str | Path) -> TrainedRun:
         if not (run_dir / name).exists():
             raise FatTfError(f"{run_dir}: not a fat_tf run folder (no {name})")
     config = Config.from_json(run_dir / "config.json")
-    with open(run_dir / "data.json", encoding="utf-8") as f:
-        data = json.load(f)
+    path = run_dir / "data.json"
+    advice = "copy the run folder again from where it was trained"
+    data = read_json_object(path, advice)
+    missing = [k for k in ("class_names", "data_dir", "validation_fnames") if k not in data]
+    if missing:
+        raise FatTfError(f"{path}: lacks {', '.join(missing)} (not written by fat_tf.train, "
+                         f"or damaged); {advice}")
     return TrainedRun(run_dir, config, tuple(data["class_names"]), Path(data["data_dir"]),
                       tuple(data["validation_fnames"]))
 

@@ -265,15 +265,27 @@ def load_model(path: str, which: str | None, pooling: str | None, tta: bool):
     return model
 
 
-def score(model, clips: Sequence[Clip], batch_size: int = 16, progress: bool = False
+#: Most samples in one padded batch ``[clips, longest clip]`` (64 MB of float32, 6.3 min
+#: at 44.1 kHz): a long clip is scored with fewer others, or alone if longer.
+MAX_BATCH_SAMPLES = 2**24
+
+
+def score(model, clips: Sequence[Clip], batch_size: int = 16, progress: bool = False,
+          max_batch_samples: int | None = None
           ) -> tuple[list[Clip], np.ndarray, list[tuple[str, str]]]:
     """Read and score clips in batches; unreadable files are collected, not raised.
+
+    A batch is padded to its longest clip, so batches are limited by their padded size
+    as well as by clip count: one 10-minute clip among short ones is scored on its own
+    instead of padding every other clip of its batch to 10 minutes.
 
     Args:
         model: a :class:`RunModel` or :class:`fat_tf.export.ExportedModel`.
         clips: the clips.
-        batch_size: clips per call of the model.
+        batch_size: most clips per call of the model.
         progress: show a Keras progress bar (on stdout).
+        max_batch_samples: most samples in a padded batch, ``clips * longest`` (default
+            :data:`MAX_BATCH_SAMPLES`); a longer clip is scored alone.
 
     Returns:
         ``(scored clips, logits [N, C], errors as (path, message))``.
@@ -282,6 +294,7 @@ def score(model, clips: Sequence[Clip], batch_size: int = 16, progress: bool = F
     from fat_tf.errors import AudioFormatError
     from fat_tf.export import pad_batch
 
+    budget = max_batch_samples or MAX_BATCH_SAMPLES
     bar = None
     if progress:
         import keras
@@ -291,21 +304,33 @@ def score(model, clips: Sequence[Clip], batch_size: int = 16, progress: bool = F
                                   verbose=1 if sys.stdout.isatty() else 2)
     done, rows, errors = [], [], []
     pending: list[tuple[Clip, np.ndarray]] = []
+    longest = 0
 
     def flush():
+        nonlocal longest
         if pending:
             waveform, lengths = pad_batch([w for _, w in pending])
             rows.append(model.logits(waveform, lengths))
             done.extend(c for c, _ in pending)
             pending.clear()
+            longest = 0
 
     for i, clip in enumerate(clips):
         try:
-            pending.append((clip, load_audio(clip.path, model.settings.sample_rate)))
+            wave = load_audio(clip.path, model.settings.sample_rate)
+            if not len(wave):
+                raise AudioFormatError(f"{clip.path}: no audio (zero samples)")
+            if not np.isfinite(wave).all():
+                raise AudioFormatError(f"{clip.path}: holds NaN or infinite samples")
         except AudioFormatError as e:
             errors.append((clip.path, str(e)))
-        if len(pending) >= batch_size:
-            flush()
+        else:
+            if pending and (len(pending) + 1) * max(longest, len(wave)) > budget:
+                flush()
+            pending.append((clip, wave))
+            longest = max(longest, len(wave))
+            if len(pending) >= batch_size:
+                flush()
         if bar is not None:
             bar.update(i + 1)
     flush()
@@ -351,7 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="window pooling (default: the run's config; fixed in exports)")
     parser.add_argument("--tta", action="store_true",
                         help="average with the time-reversed clips (run folders)")
-    parser.add_argument("--batch-size", type=int, default=16, help="clips per model call")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="most clips per model call (batches are also limited to "
+                             f"{MAX_BATCH_SAMPLES} samples once padded to their longest "
+                             "clip, so long clips are scored in smaller batches)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: on for more than two batches, unless "
                              "--out is stdout)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import os
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fat_tf.errors import FatTfError
+from fat_tf.files import honour_umask, read_json_object
 
 #: Files that make a folder a finished run folder.
 RUN_FILES = ("config.json", "data.json", "metrics.csv", "summary.json")
@@ -107,11 +107,20 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, float]]:
         run_dir: the run folder.
     """
     path = Path(run_dir) / "metrics.csv"
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        out.append({k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()})
+    reader = None
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            out = []
+            for r in reader:
+                if None in r or not all(isinstance(k, str) for k in r):
+                    raise ValueError("more cells than header columns")
+                out.append({k: float(v) if v not in ("", None) else float("nan")
+                            for k, v in r.items()})
+    except (ValueError, csv.Error) as e:  # UnicodeDecodeError is a ValueError
+        line = f" line {reader.line_num}" if reader is not None else ""
+        raise FatTfError(f"{path}{line}: damaged ({e}); copy the run folder again from "
+                         "where it was trained") from None
     return out
 
 
@@ -195,10 +204,7 @@ def load_runs(run_dirs: list[str | os.PathLike]) -> list[RunRecord]:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise FatTfError(f"{path}: not valid JSON ({e})") from e
+    return read_json_object(path, "copy the run folder again from where it was trained")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -328,6 +334,7 @@ def save_png(fig, path: Path) -> None:
         path: destination file.
     """
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
+    honour_umask(fd)  # not mkstemp's 0600
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=100, format="png")

@@ -54,6 +54,7 @@ from fat_tf.distribute import (
     worker_role,
 )
 from fat_tf.errors import FatTfError
+from fat_tf.files import read_json_object
 from fat_tf.layers import LogMel
 from fat_tf.methods import get_method
 from fat_tf.metrics import lwlrap
@@ -344,8 +345,7 @@ def _check_same_batching(folder: Path, record: dict) -> None:
     metadata, previous = folder / "backup" / "training_metadata.json", folder / "data.json"
     if not (metadata.exists() and previous.exists()):
         return
-    with open(previous, encoding="utf-8") as f:
-        before = json.load(f)
+    before = read_json_object(previous, "delete it to let this run write it again")
     changed = [k for k in ("global_batch_size", "steps_per_epoch")
                if k in before and before[k] != record[k]]
     if changed:
@@ -404,8 +404,9 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     # its summary must not leave that one alone in the collectives below. If anyone is
     # unfinished, all go through the normal path (no epochs left: evaluate and save).
     if agree_on_minimum(strategy, int(finished)):
-        with open(folder / "summary.json", encoding="utf-8") as f:
-            summary = json.load(f)
+        summary = read_json_object(
+            folder / "summary.json",
+            "delete it, and rerun to evaluate and save the finished run again")
         print(f"{folder}: this run already finished; summary.json is unchanged")
         return summary
     batching = {"strategy": type(strategy).__name__ if strategy else None,

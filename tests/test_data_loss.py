@@ -174,7 +174,7 @@ def test_second_train_process_is_refused(tiny_demo_dir, tmp_path):
         assert snapshot(run) == before
 
 
-def test_train_twice_in_one_process(tiny_run, tiny_demo_dir, tmp_path):
+def test_train_twice_in_one_process(tiny_run, tiny_demo_dir, tmp_path, monkeypatch):
     """The lock goes with the train() call, not the process: it is released when the call
     returns or raises, and a concurrent call for the same folder is refused."""
     config = Config.from_json(tiny_run / "config.json")
@@ -187,12 +187,16 @@ def test_train_twice_in_one_process(tiny_run, tiny_demo_dir, tmp_path):
             training.train(config, tiny_demo_dir, tiny_run, verbose=0)
 
     run = tmp_path / "run"
-    missing = tmp_path / "no-such-dataset"
+
+    def no_room(folder, method):
+        raise FatTfError(f"{folder}: no room (a failure after the lock was taken)")
+
+    monkeypatch.setattr(training, "check_free_space", no_room)
     with pytest.raises(FatTfError) as first_error:  # raised after the lock was taken
-        training.train(config, missing, run, verbose=0)
+        training.train(config, tiny_demo_dir, run, verbose=0)
     assert (run / LOCK_NAME).exists()
     with pytest.raises(FatTfError) as second_error:  # the same error, not "in use"
-        training.train(config, missing, run, verbose=0)
+        training.train(config, tiny_demo_dir, run, verbose=0)
     assert str(second_error.value) == str(first_error.value)
     with RunLock(run):  # free although the tracebacks (and their frames) are still alive
         pass

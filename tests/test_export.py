@@ -233,11 +233,15 @@ def test_signature_edge_cases(exported):
     model = tf.saved_model.load(str(out))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 25000)).astype(np.float32) * 0.1
-    padded = model.waveform_with_lengths(x, tf.constant([25000, 9000, 0]))["logits"].numpy()
+    padded = model.waveform_with_lengths(x, tf.constant([25000, 9000, 1]))["logits"].numpy()
     np.testing.assert_allclose(padded[1], model.waveform(x[1:2, :9000])["logits"][0], atol=1e-5)
-    np.testing.assert_allclose(padded[2], model.waveform(x[:1, :0])["logits"][0], atol=1e-5)
-    clipped = model.waveform_with_lengths(x, tf.constant([10**9, 9000, -5]))["logits"].numpy()
-    np.testing.assert_allclose(clipped, padded, atol=1e-5)  # lengths clipped to [0, T]
+    np.testing.assert_allclose(padded[2], model.waveform(x[2:3, :1])["logits"][0], atol=1e-5)
+    # lengths outside [1, T], or one per row missing, fail (tests/test_hostile_inputs.py)
+    for bad in ([10**9, 9000, 1], [25000, 9000, 0], [25000, 9000, -5], [25000, 9000]):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="waveform_with_lengths: "):
+            model.waveform_with_lengths(x, tf.constant(bad))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="a length is 0"):
+        model.waveform(x[:1, :0])
     empty = model.waveform_with_lengths(x[:0], tf.zeros([0], tf.int32))["probabilities"]
     assert empty.shape[0] == 0
     assert model.class_map_path().numpy().decode().endswith("class_names.txt")

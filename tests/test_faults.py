@@ -251,19 +251,19 @@ def test_too_little_free_space_is_refused_before_training(
 def test_full_disk_while_saving_a_backup_then_resume(
     tiny_demo_dir, tmp_path, capsys, monkeypatch
 ):
-    """A real ENOSPC from h5py while writing epoch 2's backup (its temporary file is made
-    a link to /dev/full): one error line, epoch 1's backup kept, the temporary file
+    """A real ENOSPC while writing epoch 2's backup (its temporary file is made a link to
+    /dev/full): one error line, epoch 1's backup kept, the temporary file
     removed; the same command then finishes the run."""
-    real_save_weights = keras.Model.save_weights
+    real_write_weights = callbacks.write_weights_file
     calls = []
 
-    def save_weights(self, filepath, *args, **kwargs):
+    def write_weights_file(data, filepath):
         calls.append(filepath)
         if len(calls) == 2:  # the disk is full from now on
             os.symlink("/dev/full", filepath)
-        return real_save_weights(self, filepath, *args, **kwargs)
+        return real_write_weights(data, filepath)
 
-    monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+    monkeypatch.setattr(callbacks, "write_weights_file", write_weights_file)
     run = tmp_path / "run"
     assert run_short(tiny_demo_dir, run, 2) == 1
     line = one_error_line(capsys.readouterr().err)
@@ -311,13 +311,13 @@ def _save_model(self):
     real_save_model(self)
 callbacks.AtomicBackupAndRestore._save_model = _save_model
 
-real_save_weights = keras.Model.save_weights
-def save_weights(self, filepath, *args, **kwargs):
-    real_save_weights(self, filepath, *args, **kwargs)
+real_write_weights = callbacks.write_weights_file
+def write_weights_file(data, filepath):
+    real_write_weights(data, filepath)
     if where == "backup" and state["epoch"] == int(at):
         halve(filepath)
         hold()
-keras.Model.save_weights = save_weights
+callbacks.write_weights_file = write_weights_file
 
 real_write = callbacks.atomic_write_text
 def atomic_write_text(path, text):

@@ -266,17 +266,33 @@ class SplitZipArchive:
         inflater = zlib.decompressobj(-15) if entry.method == zipfile.ZIP_DEFLATED else None
         crc = size = 0
         remaining = entry.compressed_size
+        # At most _CHUNK bytes are inflated at a time (memory stays bounded whatever the
+        # compression ratio) and never more than the declared size (the free-space check
+        # counted that; a member that inflates past it is cut off as corrupt).
+        too_big = (f"{where}: inflates to more than the {member.size} bytes the central "
+                   "directory declares (corrupt or hostile archive); nothing more is written")
         try:
-            while remaining:
-                data = self._read_at(pos, min(_CHUNK, remaining), where)
-                pos, remaining = pos + len(data), remaining - len(data)
-                out = inflater.decompress(data) if inflater else data
-                crc, size = zlib.crc32(out, crc), size + len(out)
+            while remaining or (inflater and inflater.unconsumed_tail):
+                if inflater and inflater.unconsumed_tail:
+                    data = inflater.unconsumed_tail
+                else:
+                    data = self._read_at(pos, min(_CHUNK, remaining), where)
+                    pos, remaining = pos + len(data), remaining - len(data)
+                out = inflater.decompress(data, _CHUNK) if inflater else data
+                size += len(out)
+                if size > member.size:
+                    raise ArchiveError(too_big)
+                crc = zlib.crc32(out, crc)
                 if out:
                     yield out
+                if inflater and inflater.eof:
+                    break
             if inflater:
                 out = inflater.flush()
-                crc, size = zlib.crc32(out, crc), size + len(out)
+                size += len(out)
+                if size > member.size:
+                    raise ArchiveError(too_big)
+                crc = zlib.crc32(out, crc)
                 if out:
                     yield out
                 if not inflater.eof:

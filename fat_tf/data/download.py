@@ -782,6 +782,17 @@ def summarize_dataset(dest: str | os.PathLike) -> tuple[bool, str]:
     return True, "\n".join(lines)
 
 
+def _check_dest(dest: str) -> None:
+    """Refuse a ``--dest`` that is, or lies under, something other than a folder."""
+    path = dest
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        what = "is a file" if path == dest else f"lies under {path}, which is a file"
+        raise FatTfError(f"{dest}: cannot be the --dest folder: it {what}, not a folder; "
+                         "choose a folder (it is created if missing)")
+
+
 def _missing_parts(dest: str) -> list[str]:
     """Required folders the loader needs that are not there yet."""
     need = [FSDKAGGLE2019.subsets[k].folder for k in ("curated", "test")]
@@ -889,6 +900,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     options = DownloadOptions(retries=args.retries, timeout=args.timeout)
     dest = os.path.abspath(args.dest)
     try:
+        _check_dest(dest)
         if args.kaggle_zip:
             prepare_from_kaggle_zip(
                 dest,
@@ -911,6 +923,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             )
     except FatTfError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the file system refused: permissions, read-only, /proc, full
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}; check that --dest ({dest}) and "
+              "--archive-dir are folders you can write to, with room to spare",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)

@@ -5,7 +5,8 @@
   size and MD5 are checked (:func:`verify_file`) before it is renamed into place; a
   corrupt file is removed and the error names it with both checksums.
 - Transient errors (timeouts, dropped connections, HTTP 408/425/429/5xx) are retried with
-  exponential backoff; the retry count restarts when an attempt made progress.
+  exponential backoff; the retry count restarts when an attempt added at least 1 MiB (or
+  the rest of the file). No more than the declared size is ever written.
 - :func:`fetch_record` / :func:`parse_record` read a Zenodo record API JSON: each file's
   size, MD5 checksum and download URL (:class:`RemoteFile`).
 
@@ -49,6 +50,8 @@ class _Retryable(DownloadError):
 
 _USER_AGENT = "fat_tf-download/0.1 (+python urllib)"
 _CHUNK = 1 << 20
+#: Bytes an attempt must add (or the rest of the file) to restart the failure count.
+_MIN_PROGRESS = 1 << 20
 _MAX_BACKOFF = 60.0
 _TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -62,7 +65,7 @@ class DownloadOptions:
 
     Args:
         retries: attempts after a transient failure before giving up (the count restarts
-            whenever an attempt transferred bytes).
+            whenever an attempt transferred at least 1 MiB, or the rest of the file).
         timeout: socket timeout in seconds for connecting and for each read.
         backoff: first retry delay in seconds, doubled on each further failure (max 60).
         out: where progress and step messages go (``sys.stderr`` when ``None``).
@@ -278,9 +281,11 @@ def download_file(remote: RemoteFile, path: str | os.PathLike, options: Download
     last = [have]
 
     def progressed() -> bool:
-        now = _file_size(part)
-        moved, last[0] = now > last[0], now
-        return moved
+        # only real progress restarts the failure count: a server trickling a few bytes
+        # per connection must not keep the download retrying forever
+        now, before = _file_size(part), last[0]
+        last[0] = now
+        return now > before and now - before >= min(_MIN_PROGRESS, remote.size - before)
 
     check_free_space(
         os.path.dirname(os.path.abspath(path)), remote.size - min(have, remote.size), remote.key
@@ -332,7 +337,8 @@ def _fetch_part(remote: RemoteFile, part: str, options: DownloadOptions) -> None
         if have and not start:
             options.say(f"{remote.key}: the server ignored the Range request; restarting")
         with open(part, "ab" if start else "wb") as f:
-            _copy_response(resp, f, Progress(remote.key, remote.size, options, start), part)
+            _copy_response(resp, f, Progress(remote.key, remote.size, options, start), part,
+                           remote.size - start)
     got = _file_size(part)
     if got < remote.size:
         raise _Retryable(f"connection closed after {got} of {remote.size} bytes")
@@ -351,13 +357,16 @@ def _response_start(resp, have: int, remote: RemoteFile) -> int:
     return have
 
 
-def _copy_response(resp, f, progress: Progress, part: str) -> None:
+def _copy_response(resp, f, progress: Progress, part: str, limit: int) -> None:
+    """Append the response body to ``f``, at most ``limit`` bytes (the rest of the
+    declared size): a server sending more is cut off there, and the checksum decides."""
     try:
-        while chunk := resp.read(_CHUNK):
+        while limit > 0 and (chunk := resp.read(min(_CHUNK, limit))):
             try:
                 f.write(chunk)
             except OSError as e:
                 raise DownloadError(f"{part}: cannot write ({e.strerror or e})") from None
+            limit -= len(chunk)
             progress.update(len(chunk))
     finally:
         progress.close()

@@ -39,6 +39,7 @@ import numpy as np
 
 from fat_tf.data.wav import check_wav
 from fat_tf.errors import AudioFormatError, DataError
+from fat_tf.files import NotRegularFileError, open_regular
 
 _SHOW = 3  # problems or names quoted in one message
 
@@ -381,8 +382,10 @@ def _read_csv(
 
 def _read_text(path: str) -> str:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             raw = f.read()
+    except NotRegularFileError as e:  # a FIFO would block the reader forever
+        raise DataError(f"{path}: {e.strerror}; expected a CSV file") from None
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -775,12 +778,20 @@ def load_dataset(
         The :class:`FatDataset`.
 
     Raises:
-        DataError: the folder or a required file is missing, or any set is invalid.
+        DataError: the folder or a required file is missing, any set is invalid, or
+            there are no curated clips.
     """
     layout = DatasetLayout(os.fspath(root)).validate()
     class_names = read_class_names(layout.sample_submission_csv)
     kwargs = dict(skip_bad=skip_bad, check_audio=check_audio, sample_rate=sample_rate)
     curated = read_manifest(layout.curated_csv, layout.curated_dir, class_names, **kwargs)
+    if not len(curated):
+        why = "it lists none" + (", or every listed clip was left out as bad" if skip_bad else "")
+        raise DataError(
+            f"{layout.curated_csv}: no curated clips ({why}); training and validation need "
+            f"labelled curated clips: list them as fname,labels rows, with their WAV files "
+            f"in {layout.curated_dir}"
+        )
     noisy = None
     if layout.has_noisy:
         noisy = read_manifest(layout.noisy_csv, layout.noisy_dir, class_names, **kwargs)

@@ -143,7 +143,15 @@ def pipeline_error(error: tf.errors.OpError) -> str:
     end = text.find(MESSAGE_MARK, start + len(MESSAGE_MARK))
     if start >= 0 and end > start:
         return text[start + len(MESSAGE_MARK) : end]
+    start = text.find(ASSERT_MARK)  # a tf.debugging.Assert's message (e.g. export checks)
+    if start >= 0:
+        line = text[start + len(ASSERT_MARK):].split("\n", 1)[0].rstrip()
+        return line[:-1] if line.endswith("]") else line
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+#: How TensorFlow starts the data of a failed ``tf.debugging.Assert``.
+ASSERT_MARK = "assertion failed: ["
 
 
 def random_crop_or_pad(wave: tf.Tensor, length: int, seed: tf.Tensor) -> tf.Tensor:

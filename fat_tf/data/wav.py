@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from fat_tf.errors import AudioFormatError
+from fat_tf.files import NotRegularFileError, open_regular
 
 WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_IEEE_FLOAT = 0x0003
@@ -200,7 +201,9 @@ def _usage_problems(info: WavInfo, sample_rate: int) -> list[str]:
 def _open_wav(path: str) -> BinaryIO:
     """Open ``path`` for binary reading, turning OS errors into AudioFormatError."""
     try:
-        return open(path, "rb")
+        return open_regular(path)
+    except NotRegularFileError as e:  # a FIFO would block the reader forever
+        raise AudioFormatError(f"{path}: {e.strerror}; expected a WAV file") from None
     except FileNotFoundError:
         if os.path.islink(path):
             raise AudioFormatError(f"{path}: broken symbolic link") from None
