@@ -92,6 +92,12 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     if missing:
         raise FatTfError(f"{path}: lacks {', '.join(missing)} (not written by fat_tf.train, "
                          f"or damaged); {advice}")
+    trained_with = data.get("config_sha256")  # absent in runs written before it existed
+    if trained_with is not None and trained_with != config.fingerprint():
+        raise FatTfError(
+            f"{run_dir / 'config.json'}: differs from the settings the weights were trained "
+            "with (its hash no longer matches data.json's config_sha256), so scores would "
+            "silently change; restore the original config.json or retrain")
     return TrainedRun(run_dir, config, tuple(data["class_names"]), Path(data["data_dir"]),
                       tuple(data["validation_fnames"]))
 

@@ -422,6 +422,7 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
         "unlabelled_clips": len(data.unlabelled_paths or []),
         **batching,
         "validation_fnames": list(data.validation.fnames),
+        "config_sha256": config.fingerprint(),  # what the weights were trained with
     }, indent=2))
     if replicas > 1:
         print(f"training on {replicas} replicas ({batching['strategy']}, {role.name}); "

@@ -783,3 +783,34 @@ def test_rerunning_train_on_truncated_summary_or_data_json_is_one_line(
         err = capsys.readouterr().err
         assert code == 1 and "Traceback" not in err, err
         assert err.startswith("error: ") and name in err and "delete it" in err, err
+
+
+def test_an_edited_config_json_is_refused_before_scoring(tiny_demo_dir, tmp_path, capsys):
+    """Weights are tied to the settings they were trained with: a run folder whose
+    config.json was edited afterwards (here the window pooling) is refused by name instead
+    of predicting different probabilities; a reformatted but equal file is fine."""
+    import json
+
+    from fat_tf import predict, train
+    from fat_tf.config import Config
+
+    run = tmp_path / "run"
+    assert train.main(["--data", str(tiny_demo_dir), "--out", str(run),
+                       "--set", "frontend.n_mels=32", "--set", "data.crop_frames=32",
+                       "--set", "model.channels=[8,8,16,16]", "--set", "model.head_units=16",
+                       "--set", "data.batch_size=8", "--set", "train.steps=2",
+                       "--set", "train.validate_every=1"]) == 0
+    capsys.readouterr()
+    clip = str(sorted((tiny_demo_dir / "test").glob("*.wav"))[0])
+    original = (run / "config.json").read_text()
+    config = Config.from_json(run / "config.json")
+    (run / "config.json").write_text(json.dumps(config.to_dict()))  # same settings, new layout
+    assert predict.main([str(run), clip, "--out", str(tmp_path / "a.csv")]) == 0
+    capsys.readouterr()
+    config.replace(**{"data.window_pooling": "max"}).save(run / "config.json")
+    assert predict.main([str(run), clip, "--out", str(tmp_path / "b.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("error: ")
+    assert "config.json" in err and "trained with" in err
+    (run / "config.json").write_text(original)
+    assert predict.main([str(run), clip, "--out", str(tmp_path / "c.csv")]) == 0
