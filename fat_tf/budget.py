@@ -59,9 +59,15 @@ def resolve_budget(config: Config, train_clips: int, global_batch: int) -> RunBu
         interval = max(1, round(per_epoch / pieces))
         return RunBudget(t.epochs * pieces * interval, interval, t.epochs * pieces,
                          t.epochs * per_epoch)
-    intervals = max(1, round(t.steps / t.validate_every))
-    interval = max(1, round(t.steps / intervals))
+    intervals, interval = _even_intervals(t.steps, t.validate_every)
     return RunBudget(intervals * interval, interval, intervals, t.steps)
+
+
+def _even_intervals(steps: int, validate_every: int) -> tuple[int, int]:
+    """``(intervals, steps per interval)``: ``steps`` cut into equal validation intervals
+    of about ``validate_every`` steps (at least one of at least one step)."""
+    intervals = max(1, round(steps / validate_every))
+    return intervals, max(1, round(steps / intervals))
 
 
 def budget_in_epochs(config: Config) -> Config:
@@ -77,6 +83,5 @@ def budget_in_epochs(config: Config) -> Config:
     t = config.train
     if t.epochs is not None:
         return config
-    intervals = max(1, round(t.steps / t.validate_every))
-    return config.replace(**{"train.epochs": intervals,
-                             "train.steps_per_epoch": max(1, round(t.steps / intervals))})
+    intervals, interval = _even_intervals(t.steps, t.validate_every)
+    return config.replace(**{"train.epochs": intervals, "train.steps_per_epoch": interval})

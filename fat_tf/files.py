@@ -7,7 +7,9 @@
 * :func:`open_regular` — open a file for reading, refusing a FIFO, socket or device
   (reading a FIFO named ``x.wav`` would wait forever for a writer) without blocking;
 * :func:`honour_umask` — give a file created by ``tempfile.mkstemp``/``mkdtemp`` (mode
-  ``0600``/``0700``) the permissions any other new file gets under the process umask.
+  ``0600``/``0700``) the permissions any other new file gets under the process umask;
+* :func:`swap_folder_into_place` — rename a finished temporary folder over its
+  destination, replacing a previous one (the callers check first that they may).
 
 Nothing here imports TensorFlow or Keras.
 """
@@ -17,9 +19,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import stat
 import zipfile
 import zlib
+from pathlib import Path
 from typing import BinaryIO
 
 from fat_tf.errors import FatTfError
@@ -162,3 +166,30 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
     except BaseException:
         f.close()
         raise
+
+
+def non_empty_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder with at least one entry."""
+    return path.is_dir() and any(path.iterdir())
+
+
+def swap_folder_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``out``.
+
+    An empty ``out`` folder is removed first; a non-empty one is renamed aside, the new
+    folder renamed into place and the old one deleted, so ``out`` is never half-written.
+    The caller must have checked that ``out`` may be replaced.
+
+    Args:
+        tmp: the finished folder, beside ``out``.
+        out: the destination.
+    """
+    if out.is_dir() and not non_empty_dir(out):
+        out.rmdir()
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    old = tmp.with_name(tmp.name + "-old")
+    os.rename(out, old)
+    os.rename(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -60,6 +60,7 @@ import numpy as np
 import scipy.fft
 
 from fat_tf.errors import FatTfError
+from fat_tf.files import non_empty_dir, swap_folder_into_place
 
 log = logging.getLogger(__name__)
 
@@ -767,30 +768,17 @@ def _check_target(out: Path, overwrite: bool) -> None:
     """Refuse a destination that is a file, or a non-empty folder without ``overwrite``."""
     if out.exists() and not out.is_dir():
         raise DemoDatasetExistsError(f"{out}: exists and is not a folder")
-    if _non_empty_dir(out) and not overwrite:
+    if non_empty_dir(out) and not overwrite:
         raise DemoDatasetExistsError(
             f"{out}: folder exists and is not empty; pass --overwrite (overwrite=True) "
             "to replace it"
         )
 
 
-def _non_empty_dir(path: Path) -> bool:
-    """Whether ``path`` is a folder with at least one entry."""
-    return path.is_dir() and any(path.iterdir())
-
-
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     """Rename the finished ``tmp`` folder to ``out``, replacing ``out`` if allowed."""
     _check_target(out, overwrite)  # again: another process may have finished meanwhile
-    if out.is_dir() and not _non_empty_dir(out):
-        out.rmdir()
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    old = tmp.with_name(tmp.name + "-old")
-    os.rename(out, old)
-    os.rename(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_folder_into_place(tmp, out)
 
 
 def _write_dataset(root: Path, plan: dict[str, list[DemoClip]], seed: int) -> None:
@@ -874,12 +862,12 @@ def default_demo_dir(seed: int = 0, size: str = "default") -> Path:
     _check_seed(seed)
     root = Path(os.environ.get("FAT_TF_CACHE") or Path.home() / ".cache" / "fat_tf")
     path = root / f"demo-v{DEMO_VERSION}-{size}-seed{seed}"
-    if not _non_empty_dir(path):
+    if not non_empty_dir(path):
         log.info("generating the %s demo dataset (seed %d) into %s", size, seed, path)
         try:
             generate_demo_dataset(path, seed=seed, size=size)
         except DemoDatasetExistsError:
-            if not _non_empty_dir(path):
+            if not non_empty_dir(path):
                 raise
     return path
 

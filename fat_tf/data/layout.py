@@ -53,6 +53,7 @@ from fat_tf.audio_io import AUDIO_EXTENSIONS
 from fat_tf.data.demo import _write_csv, write_wav
 from fat_tf.data.wav import check_wav
 from fat_tf.errors import AudioFormatError, DataError
+from fat_tf.files import non_empty_dir, swap_folder_into_place
 
 __all__ = [
     "LayoutClip",
@@ -158,14 +159,10 @@ def write_test_labels_csv(
     _write_csv(Path(path), ("fname", "labels", "usage"), body)
 
 
-def _non_empty_dir(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
-
-
 def _check_out(out: Path, replaceable: Callable[[Path], bool] | None) -> None:
     if out.exists() and not out.is_dir():
         raise LayoutError(f"{out}: exists and is not a folder")
-    if _non_empty_dir(out) and not (replaceable is not None and replaceable(out)):
+    if non_empty_dir(out) and not (replaceable is not None and replaceable(out)):
         raise LayoutError(f"{out}: folder exists and is not empty; choose a new --out")
 
 
@@ -194,15 +191,7 @@ def staged_folder(
     try:
         yield tmp
         _check_out(out, replaceable)  # again: another process may have written it meanwhile
-        if out.is_dir() and not _non_empty_dir(out):
-            out.rmdir()
-        if not out.exists():
-            os.rename(tmp, out)
-            return
-        old = tmp.with_name(tmp.name + "-old")
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_folder_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
