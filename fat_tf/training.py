@@ -112,11 +112,8 @@ def split_data(dataset: FatDataset, config: Config, uses_unlabelled: bool) -> Tr
     paths, labels = train.paths, train.labels
     noisy = dataset.noisy
     unlabelled = None
-    if data.noisy_usage not in ("unlabelled", "labelled", "none"):
-        raise ConfigError(
-            f"data.noisy_usage must be unlabelled, labelled or none, got {data.noisy_usage!r}"
-        )
-    if noisy is not None and data.noisy_usage == "labelled":
+    usage = resolved_noisy_usage(data.noisy_usage, uses_unlabelled)
+    if noisy is not None and usage in ("labelled", "both"):
         paths = paths + noisy.paths
         if noisy_labels_weighted(config):  # a last column flags the noisy clips
             labels = np.concatenate([
@@ -125,13 +122,30 @@ def split_data(dataset: FatDataset, config: Config, uses_unlabelled: bool) -> Tr
         else:
             labels = np.concatenate([labels, noisy.labels])
     if uses_unlabelled:
-        if noisy is None or data.noisy_usage != "unlabelled":
+        if noisy is None or usage not in ("unlabelled", "both"):
             raise FatTfError(
                 f"method {config.train.method!r} needs unlabelled audio: provide "
-                "train_noisy.csv and keep data.noisy_usage=unlabelled"
+                "train_noisy.csv and keep data.noisy_usage auto, unlabelled or both"
             )
         unlabelled = noisy.paths
     return TrainingData(dataset.class_names, paths, labels, curated.subset(val_idx), unlabelled)
+
+
+def resolved_noisy_usage(noisy_usage: str, uses_unlabelled: bool) -> str:
+    """What train_noisy is used for: ``data.noisy_usage`` with ``auto`` resolved.
+
+    ``auto`` uses the noisy clips' labels at ``method.noisy_label_weight`` for every
+    method and, for methods with an unlabelled stream, their audio as that stream too
+    (``both``); chosen on the Kitchen20 development benchmark (experiments/
+    ssl_comparison), where down-weighted noisy labels beat curated-only training.
+
+    Args:
+        noisy_usage: the configured value (one of :data:`fat_tf.config.NOISY_USAGES`).
+        uses_unlabelled: whether the method consumes an unlabelled stream.
+    """
+    if noisy_usage == "auto":
+        return "both" if uses_unlabelled else "labelled"
+    return noisy_usage
 
 
 def noisy_labels_weighted(config: Config) -> bool:

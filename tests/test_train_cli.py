@@ -104,7 +104,7 @@ def test_config_errors_are_one_line(tiny_demo_dir, tmp_path, capsys):
 
 @pytest.mark.parametrize("bad", [
     ["--set", "optim.optimizer=sgd"],          # a setting only the model build checks
-    ["--set", "data.noisy_usage=sometimes"],   # one the data split checks
+    ["--set", "data.noisy_usage=sometimes"],   # a bad value of a setting
     ["--method", "fixmatch"],                  # an unknown method
     ["--data", "{missing}"],                   # no dataset there
 ])

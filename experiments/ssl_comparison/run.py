@@ -3,6 +3,9 @@
 Settings (all with every curated training clip labelled, default hyperparameters unless
 named):
 
+* the defaults of each method (``data.noisy_usage=auto``: noisy labels at
+  ``method.noisy_label_weight`` 0.3, and for VAT, mean teacher and MixMatch the noisy
+  audio as their unlabelled stream as well);
 * curated only: ``supervised`` and ``mixup`` with ``data.noisy_usage=none``;
 * noisy clips as labelled data: ``supervised`` with their labels at weight 1, at
   ``method.noisy_label_weight`` 0.3, and with curated-only fine-tuning over the last 30%
@@ -43,15 +46,25 @@ HERE = Path(__file__).resolve().parent
 #: Augmentation that makes two views of a clip differ (time shift, SpecAugment masks).
 STRONG_VIEWS = ["augment.time_shift_frames=32", "augment.time_masks=2", "augment.freq_masks=2"]
 
-#: name -> (method, settings). One home for the study's list of settings.
+#: name -> (method, settings). One home for the study's list of settings. The "default"
+#: settings take every default (data.noisy_usage=auto: noisy labels at
+#: method.noisy_label_weight, and for the semi-supervised methods the noisy audio too).
 SETTINGS = {
+    "supervised (default: + noisy labels x0.3)": ("supervised", []),
+    "vat (default: + noisy labels x0.3 and audio)": ("vat", []),
+    "meanteacher (default: + noisy labels x0.3 and audio)": ("meanteacher", []),
+    "mixmatch (default: + noisy labels x0.3 and audio)": ("mixmatch", []),
+    "meanteacher (default), BatchNorm statistics from labelled clips": (
+        "meanteacher", ["method.batchnorm_statistics=labelled"]),
     "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),
     "mixup, curated only": ("mixup", ["data.noisy_usage=none"]),
-    "supervised + noisy labels": ("supervised", ["data.noisy_usage=labelled"]),
+    "supervised + noisy labels": ("supervised", ["data.noisy_usage=labelled",
+                                                 "method.noisy_label_weight=1"]),
     "supervised + noisy labels x0.3": (
         "supervised", ["data.noisy_usage=labelled", "method.noisy_label_weight=0.3"]),
     "supervised + noisy labels, curated fine-tune": (
-        "supervised", ["data.noisy_usage=labelled", "method.noisy_label_until=0.7"]),
+        "supervised", ["data.noisy_usage=labelled", "method.noisy_label_weight=1",
+                       "method.noisy_label_until=0.7"]),
     "vat + noisy audio": ("vat", ["data.noisy_usage=unlabelled"]),
     "meanteacher + noisy audio": ("meanteacher", ["data.noisy_usage=unlabelled"]),
     "mixmatch + noisy audio": ("mixmatch", ["data.noisy_usage=unlabelled"]),

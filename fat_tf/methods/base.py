@@ -24,6 +24,7 @@ from fat_tf.metrics import Lwlrap
 from fat_tf.models.tagger import tagger_parts
 from fat_tf.ops.losses import get_loss, sigmoid_bce
 from fat_tf.ops.pooling import clip_logits
+from fat_tf.ops.ramps import sigmoid_rampup
 
 
 class Method(keras.Model):
@@ -130,6 +131,40 @@ class Method(keras.Model):
         if audio_key in inputs:
             return self._frontend(inputs[audio_key])
         return None
+
+    def classify_training(self, features: tf.Tensor, labelled: tf.Tensor | int) -> tf.Tensor:
+        """Training-mode logits of ``features`` whose first ``labelled`` rows are
+        labelled clips and the rest unlabelled ones.
+
+        With ``batchnorm_statistics=all`` it is one pass; with ``labelled`` the
+        unlabelled rows pass separately, normalised by their own batch statistics, and
+        BatchNorm's moving statistics (what inference uses) come from the labelled rows
+        alone. The same call on inputs of the same shapes draws dropout masks the same
+        way, so :class:`DropoutMasks` can replay them.
+
+        Args:
+            features: ``[B + B_u, T, F]`` classifier inputs.
+            labelled: ``B``, the number of labelled rows first.
+        """
+        if self.hparams.batchnorm_statistics == "all":
+            return self.classifier(features, training=True)
+        logits = self.classifier(features[:labelled], training=True)
+        with frozen_batchnorm_statistics(self.classifier):
+            unlabelled = self.classifier(features[labelled:], training=True)
+        return tf.concat([logits, unlabelled], axis=0)
+
+    def unlabelled_rampup(self, ramp=sigmoid_rampup) -> tf.Tensor:
+        """Multiplier in [0, 1] of the unlabelled terms' weights: 0 before
+        ``unlabelled_start`` (the labels train the model alone), then ``ramp`` over
+        ``rampup_fraction`` of the run.
+
+        Args:
+            ramp: ramp shape (:func:`~fat_tf.ops.ramps.sigmoid_rampup` or
+                :func:`~fat_tf.ops.ramps.linear_rampup`).
+        """
+        h = self.hparams
+        since = self.progress() - h.unlabelled_start
+        return tf.cast(since >= 0.0, tf.float32) * ramp(since, h.rampup_fraction)
 
     def supervised_loss(self, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
         """Mean of the configured per-example supervised loss.

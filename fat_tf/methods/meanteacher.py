@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from fat_tf.ema import ExponentialMovingAverage
 from fat_tf.methods.base import Method
-from fat_tf.ops.ramps import ema_decay_for_run, sigmoid_rampup
+from fat_tf.ops.ramps import ema_decay_for_run
 
 
 class MeanTeacher(Method):
@@ -22,7 +22,8 @@ class MeanTeacher(Method):
     augmented twice (two independent draws of the augmentation layers); the
     consistency loss is the mean squared difference between the student's and the
     teacher's sigmoid outputs on the two views, weighted by
-    ``consistency_weight * exp(-5 (1 - t)^2)`` over ``rampup_fraction``. The teacher is
+    ``consistency_weight * exp(-5 (1 - t)^2)`` over ``rampup_fraction`` after
+    ``unlabelled_start`` (:meth:`~fat_tf.methods.base.Method.unlabelled_rampup`). The teacher is
     what validation scores and what is saved and exported (``export_student`` swaps it).
 
     Args: see :class:`fat_tf.methods.base.Method`.
@@ -58,16 +59,14 @@ class MeanTeacher(Method):
     def compute_losses(self, mel, labels, unlabelled, tape):
         batch = tf.shape(mel)[0]
         both = mel if unlabelled is None else tf.concat([mel, unlabelled], axis=0)
-        student_logits = self.classifier(self.augmented(both), training=True)
+        student_logits = self.classify_training(self.augmented(both), batch)
         teacher_view = self.augmented(both)  # an independent augmentation draw
         teacher_logits = tf.stop_gradient(self.teacher_classifier(teacher_view, training=False))
         consistency = tf.reduce_mean(
             tf.square(tf.sigmoid(tf.cast(student_logits, tf.float32))
                       - tf.sigmoid(tf.cast(teacher_logits, tf.float32)))
         )
-        weight = self.hparams.consistency_weight * sigmoid_rampup(
-            self.progress(), self.hparams.rampup_fraction
-        )
+        weight = self.hparams.consistency_weight * self.unlabelled_rampup()
         return {
             "supervised": (self.supervised_loss(labels, student_logits[:batch]), 1.0),
             "consistency": (consistency, weight),

@@ -29,10 +29,13 @@ class MixMatch(Method):
        is mixed with one of ``W`` using ``lambda' = max(lambda, 1 - lambda)``,
        ``lambda ~ Beta(alpha, alpha)`` per example (``alpha = mixmatch_alpha``), so it
        stays closer to itself.
-    3. Mixed labelled and unlabelled examples go through the classifier in one batch
-       (BatchNorm sees both together). Loss: BCE on the labelled part plus
-       ``mixmatch_weight * linear ramp`` times the squared error of the unlabelled
-       part's probabilities against its mixed guesses.
+    3. Mixed labelled and unlabelled examples go through the classifier (in one batch,
+       or BatchNorm's moving statistics from the labelled part only, see
+       ``batchnorm_statistics``). Loss: BCE on the labelled part (noisy labels weighted
+       as in :meth:`~fat_tf.methods.base.Method.supervised_loss`; a guess counts as a
+       curated target) plus ``mixmatch_weight`` times a linear ramp after
+       ``unlabelled_start`` times the squared error of the unlabelled part's
+       probabilities against its mixed guesses.
 
     Args: see :class:`fat_tf.methods.base.Method`.
     """
@@ -100,6 +103,8 @@ class MixMatch(Method):
         labelled_view = self.augmented(mel)
         batch = tf.shape(labelled_view)[0]
         views, guess = self.guess_labels(unlabelled, labels[:, :self.num_classes])
+        if labels.shape[-1] == self.num_classes + 1:  # noisy-label flag: guesses get 0
+            guess = tf.pad(guess, [[0, 0], [0, 1]])
         inputs = tf.concat([labelled_view, *views], axis=0)
         targets = tf.concat([tf.cast(labels, tf.float32)] + [guess] * k, axis=0)
         total = tf.shape(inputs)[0]
@@ -109,12 +114,10 @@ class MixMatch(Method):
         lam = tf.maximum(lam, 1.0 - lam)
         mixed = mix(inputs, tf.gather(inputs, partner), lam)
         mixed_targets = mix(targets, tf.gather(targets, partner), lam)
-        logits = self.classifier(mixed, training=True)
+        logits = self.classify_training(mixed, batch)
         supervised = self.supervised_loss(mixed_targets[:batch], logits[:batch])
-        unlabelled_loss = tf.reduce_mean(
-            tf.square(tf.sigmoid(tf.cast(logits[batch:], tf.float32)) - mixed_targets[batch:])
-        )
-        weight = self.hparams.mixmatch_weight * linear_rampup(
-            self.progress(), self.hparams.rampup_fraction
-        )
+        unlabelled_loss = tf.reduce_mean(tf.square(
+            tf.sigmoid(tf.cast(logits[batch:], tf.float32))
+            - mixed_targets[batch:, :self.num_classes]))
+        weight = self.hparams.mixmatch_weight * self.unlabelled_rampup(linear_rampup)
         return {"supervised": (supervised, 1.0), "unlabelled": (unlabelled_loss, weight)}

@@ -6,7 +6,6 @@ import keras
 import tensorflow as tf
 
 from fat_tf.methods.base import DropoutMasks, Method, frozen_batchnorm_statistics
-from fat_tf.ops.ramps import sigmoid_rampup
 from fat_tf.ops.ssl import binary_kl, normalize_per_example
 
 
@@ -26,7 +25,7 @@ class VAT(Method):
     (:class:`~fat_tf.methods.base.DropoutMasks`), so ``D`` measures the perturbation,
     not two dropout draws. Hyperparameters: ``vat_xi`` (10, the FAT2019 write-up; the
     paper's 1e-6 also works), ``vat_eps``, ``vat_ip``, ``vat_weight`` ramped up with a
-    sigmoid over ``rampup_fraction``.
+    sigmoid over ``rampup_fraction`` after ``unlabelled_start``.
 
     Args: see :class:`fat_tf.methods.base.Method`.
     """
@@ -36,7 +35,8 @@ class VAT(Method):
     uses_unlabelled = True
 
     def adversarial_direction(self, features: tf.Tensor, clean_logits: tf.Tensor,
-                              masks: DropoutMasks | None = None) -> tf.Tensor:
+                              masks: DropoutMasks | None = None,
+                              labelled: tf.Tensor | int = 0) -> tf.Tensor:
         """Unit-norm (per example) direction of steepest divergence increase, by ``ip``
         power iterations from a random start.
 
@@ -45,6 +45,8 @@ class VAT(Method):
             clean_logits: ``[B, C]`` logits of the clean inputs (treated as constant).
             masks: when given, every perturbed pass replays the clean pass's dropout
                 masks, so the divergence measures the perturbation alone.
+            labelled: number of labelled rows first in ``features`` (see
+                :meth:`~fat_tf.methods.base.Method.classify_training`).
         """
         target = tf.stop_gradient(clean_logits)
         d = normalize_per_example(
@@ -58,7 +60,7 @@ class VAT(Method):
                     inner.watch(d)
                     perturbed = features + self.hparams.vat_xi * tf.cast(d, features.dtype)
                     divergence = tf.reduce_mean(
-                        binary_kl(target, self.classifier(perturbed, training=True))
+                        binary_kl(target, self.classify_training(perturbed, labelled))
                     )
                     # under mixed_float16 the float16 backward pass would underflow for
                     # small divergences: scale like the main loss (normalising cancels it)
@@ -72,16 +74,15 @@ class VAT(Method):
         features = self.augmented(both)
         masks = DropoutMasks(self.classifier)
         masks.record()
-        logits = self.classifier(features, training=True)
+        logits = self.classify_training(features, batch)
         with tape.stop_recording():
-            d = self.adversarial_direction(features, logits, masks)
+            d = self.adversarial_direction(features, logits, masks, batch)
         r_adv = self.hparams.vat_eps * tf.cast(d, features.dtype)
         masks.replay()
         with frozen_batchnorm_statistics(self.classifier):
-            adv_logits = self.classifier(features + r_adv, training=True)
+            adv_logits = self.classify_training(features + r_adv, batch)
         vat_loss = tf.reduce_mean(binary_kl(tf.stop_gradient(logits), adv_logits))
-        weight = self.hparams.vat_weight * sigmoid_rampup(self.progress(),
-                                                          self.hparams.rampup_fraction)
+        weight = self.hparams.vat_weight * self.unlabelled_rampup()
         return {
             "supervised": (self.supervised_loss(labels, logits[:batch]), 1.0),
             "vat": (vat_loss, weight),

@@ -22,6 +22,7 @@ def tiny_config(**overrides):
         "frontend.n_mels": 32, "data.crop_frames": 32, "model.channels": [8, 8, 16, 16],
         "model.head_units": 16, "model.dropout1": 0.0, "model.dropout2": 0.0,
         "optim.lr_schedule": "constant", "optim.lr_max": 3e-3, "method.rampup_fraction": 0,
+        "method.unlabelled_start": 0,
     }
     return get_preset("small").replace(**{**base, **overrides})
 
@@ -336,3 +337,81 @@ def test_mixmatch_alignment_guesses_follow_the_labelled_class_frequencies():
     method.guess_labels(mel, tf.constant(np.zeros_like(labels)))
     np.testing.assert_allclose(method.label_prior.numpy(), labels.mean(0) / 2, rtol=1e-5)
     assert method.alignment_updates.numpy() == 2
+
+
+SSL_METHODS = sorted(name for name, cls in METHODS.items() if cls.uses_unlabelled)
+
+
+@pytest.mark.parametrize("name", SSL_METHODS)
+def test_unlabelled_terms_wait_for_unlabelled_start(name):
+    """Before unlabelled_start the unlabelled term's weight is exactly 0 (labels train
+    alone); it then ramps up over rampup_fraction to its full weight."""
+    config = tiny_config(**{"train.method": name, "method.unlabelled_start": 0.2,
+                            "method.rampup_fraction": 0.3})
+    method = build_method(config, CLASSES, total_steps=100)
+    audio, labels = batch_data(config)
+    mel = method.logmel(tf.constant(audio))
+    term = method.loss_terms[1]
+    weights = []
+    for step in (0, 19, 20, 35, 50, 99):
+        method.optimizer.iterations.assign(step)
+        with tf.GradientTape() as tape:
+            weights.append(float(method.compute_losses(mel[:4], tf.constant(labels[:4]),
+                                                       mel[4:], tape)[term][1]))
+    full = {"vat": config.method.vat_weight, "meanteacher": config.method.consistency_weight,
+            "mixmatch": config.method.mixmatch_weight}[name]
+    assert weights[0] == weights[1] == 0.0
+    assert 0.0 <= weights[2] < weights[3] < weights[4] == pytest.approx(full)
+    assert weights[5] == pytest.approx(full)
+
+
+@pytest.mark.parametrize("name", ["vat", "meanteacher"])
+def test_batchnorm_statistics_from_labelled_clips_only(name):
+    """batchnorm_statistics=labelled: a training step leaves BatchNorm's moving
+    statistics as one clean pass over the labelled clips alone would, and the
+    unlabelled clips are normalised by their own batch statistics."""
+    config = tiny_config(**{"train.method": name, "augment.time_flip": False,
+                            "method.batchnorm_statistics": "labelled"})
+    method = build_method(config, CLASSES, total_steps=10)
+    audio, labels = batch_data(config)
+    unlabelled = 3.0 * batch_data(config, seed=1)[0]  # another "domain"
+    mel, unlabelled_mel = method.logmel(tf.constant(audio)), method.logmel(unlabelled)
+    start = moving_stats(method.classifier)
+    method.classifier(mel, training=True)  # one clean pass over the labelled clips
+    expected = moving_stats(method.classifier)
+    for v, s in zip(frozen_batchnorm_statistics(method.classifier).variables, start):
+        v.assign(s)
+    both = tf.concat([mel, unlabelled_mel], 0)
+    separate = method.classify_training(both, len(audio))
+    for got, want in zip(moving_stats(method.classifier), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with frozen_batchnorm_statistics(method.classifier):
+        alone = method.classifier(unlabelled_mel, training=True)
+        joint = method.classifier(both, training=True)
+    np.testing.assert_allclose(separate[len(audio):], alone, rtol=1e-4, atol=1e-5)
+    assert np.abs(separate[len(audio):] - joint[len(audio):]).max() > 1e-3
+    for v, s in zip(frozen_batchnorm_statistics(method.classifier).variables, start):
+        v.assign(s)
+    with tf.GradientTape() as tape:
+        method.compute_losses(mel, tf.constant(labels), unlabelled_mel, tape)
+    for got, want in zip(moving_stats(method.classifier), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="batchnorm_statistics"):
+        tiny_config(**{"method.batchnorm_statistics": "unlabelled"})
+
+
+@pytest.mark.parametrize("name", SSL_METHODS)
+def test_semi_supervised_methods_take_weighted_noisy_labels(name):
+    """With data.noisy_usage=both (the default for these methods) the labelled stream
+    carries the noisy-flag column: every method trains on it, and MixMatch's guesses
+    count as curated targets (flag 0)."""
+    config = tiny_config(**{"train.method": name, "method.noisy_label_weight": 0.3})
+    method = build_method(config, CLASSES, total_steps=10)
+    audio, labels = batch_data(config)
+    flagged = np.concatenate([labels, (np.arange(len(labels)) % 2)[:, None]], 1)
+    inputs = {"audio": audio, "unlabelled": batch_data(config, seed=1)[0]}
+    batch = tf.data.Dataset.from_tensors((inputs, flagged.astype(np.float32))).repeat()
+    history = method.fit(batch, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False,
+                         callbacks=method.extra_callbacks())
+    for term in ("loss", *(f"{t}_loss" for t in method.loss_terms)):
+        assert np.all(np.isfinite(history.history[term])), term
