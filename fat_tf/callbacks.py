@@ -427,7 +427,10 @@ class SaveBestModel(keras.callbacks.Callback):
     """Save the method's evaluated model when a validation metric improves.
 
     The best value so far is kept in a JSON file beside the model, so a resumed run
-    keeps comparing against the true best.
+    keeps comparing against the true best. When the method scores alternative models
+    too (:attr:`fat_tf.methods.base.Method.alternative_models`, e.g. mean teacher's
+    student, logged as ``val_<name>_lwlrap``), the best of all of them at each
+    validation competes, and the JSON names the model that was saved.
 
     Args:
         path: ``.keras`` destination.
@@ -459,17 +462,32 @@ class SaveBestModel(keras.callbacks.Callback):
                              "run save a new best model")
         return state
 
+    def candidates(self, logs: dict) -> list[tuple[str, str, keras.Model, float]]:
+        """``(monitor, model name, model, value)`` of every scored model with a finite
+        value in ``logs``: the evaluated model, then the alternatives."""
+        method = self.model
+        models = [(self.monitor, "evaluated", method.evaluated_model)]
+        if self.monitor == "val_lwlrap":
+            models += [(f"val_{name}_lwlrap", name, model)
+                       for name, model in getattr(method, "alternative_models", {}).items()]
+        found = []
+        for monitor, name, model in models:
+            value = logs.get(monitor)
+            if value is not None and math.isfinite(float(value)):
+                found.append((monitor, name, model, float(value)))
+        return found
+
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None or not math.isfinite(float(value)):
+        found = self.candidates(logs or {})
+        if not found:
             return
-        value = float(value)
+        monitor, name, model, value = max(found, key=lambda c: self.sign * c[3])
         best = self.best()
         if best is not None and self.sign * value <= self.sign * best:
             return
-        atomic_save_model(self.model.evaluated_model, self.path)
-        state = {"monitor": self.monitor, "value": value, "epoch": epoch + 1,
-                 "step": optimizer_step(self.model)}
+        atomic_save_model(model, self.path)
+        state = {"monitor": monitor, "value": value, "epoch": epoch + 1,
+                 "step": optimizer_step(self.model), "model": name}
         atomic_write_text(self.state_path, json.dumps(state))
 
 

@@ -488,6 +488,12 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
         "best_val_lwlrap": best["value"] if best else None,
         "best_step": best.get("step") if best else None,
         "best_model": "best.keras" if best else None,
+        # which of the scored models best.keras is: "evaluated" or an alternative
+        # (mean teacher's "student"), see Method.alternative_models
+        "best_model_source": best.get("model", "evaluated") if best else None,
+        **{f"val_{name}_lwlrap": float(history.history[f"val_{name}_lwlrap"][-1])
+           for name in method.alternative_models
+           if history.history.get(f"val_{name}_lwlrap")},
         "chance_lwlrap": chance_lwlrap(data.validation.labels, config.train.seed),
         "validation_clips": len(data.validation),
         "train_clips": len(data.train_paths),

@@ -79,6 +79,9 @@ class Method(keras.Model):
             for term in self.loss_terms
         }
         self.lwlrap_metric = Lwlrap(num_classes, name="lwlrap")
+        # validation lwlrap of the alternative models, one metric each (see
+        # alternative_models); set by subclasses that have some
+        self.alternative_lwlrap: dict[str, Lwlrap] = {}
         self.logmel, self.augment, self.classifier = tagger_parts(tagger)
         self.jit_frontend = bool(jit_frontend)
         self._frontend = (tf.function(self.logmel, jit_compile=True, autograph=False)
@@ -115,6 +118,15 @@ class Method(keras.Model):
     def evaluated_model(self) -> keras.Model:
         """The model that validation scores and that is saved and exported."""
         return self.tagger
+
+    @property
+    def alternative_models(self) -> dict[str, keras.Model]:
+        """Other models that validation scores too, ``{name: model}`` (mean teacher: the
+        student beside the teacher). Each gets a ``<name>_lwlrap`` validation metric, and
+        the best checkpoint is the best of every scored model
+        (:class:`fat_tf.callbacks.SaveBestModel`), so a run whose teacher falls behind
+        its student still keeps its best model."""
+        return {}
 
     # ------------------------------------------------------------- helpers
     def augmented(self, mel: tf.Tensor) -> tf.Tensor:
@@ -220,7 +232,7 @@ class Method(keras.Model):
         trackers = [self.loss_tracker]
         for loss_tracker, weight_tracker in self.term_trackers.values():
             trackers += [loss_tracker, weight_tracker]
-        return trackers + [self.lwlrap_metric]
+        return trackers + [self.lwlrap_metric, *self.alternative_lwlrap.values()]
 
     def train_step(self, data):
         """One optimiser step; under a ``tf.distribute`` strategy, one replica's share.
@@ -255,7 +267,8 @@ class Method(keras.Model):
             loss_tracker, weight_tracker = self.term_trackers[term]
             loss_tracker.update_state(loss)
             weight_tracker.update_state(weight)
-        return _step_logs({m.name: m.result() for m in self.metrics[:-1]})
+        return _step_logs({m.name: m.result() for m in self.metrics
+                           if not isinstance(m, Lwlrap)})
 
     # ------------------------------------------------- distributed training
     def _maybe_symbolic_build(self, *args, **kwargs):
@@ -322,6 +335,10 @@ class Method(keras.Model):
         # (an empty replica share adds nothing)
         self.loss_tracker.update_state(sigmoid_bce(labels, logits))
         self.lwlrap_metric.update_state(labels, logits)
+        for name, model in self.alternative_models.items():
+            self.alternative_lwlrap[name].update_state(
+                labels, clip_logits(model, inputs["windows"], inputs["window_mask"],
+                                    self.window_pooling))
         return _step_logs(self.evaluation_results())
 
     def evaluation_results(self) -> dict[str, tf.Tensor]:
@@ -335,19 +352,22 @@ class Method(keras.Model):
         are taken.
         """
         context = tf.distribute.get_replica_context()
+        lwlraps = {"lwlrap": self.lwlrap_metric, **{
+            f"{name}_lwlrap": metric for name, metric in self.alternative_lwlrap.items()}}
         if context is None or context.num_replicas_in_sync == 1:
-            return {"loss": self.loss_tracker.result(), "lwlrap": self.lwlrap_metric.result()}
+            return {"loss": self.loss_tracker.result(),
+                    **{key: metric.result() for key, metric in lwlraps.items()}}
         total, count = context.all_reduce(
             tf.distribute.ReduceOp.SUM, [tf.identity(self.loss_tracker.total.value),
                                          tf.identity(self.loss_tracker.count.value)])
-        precision_sum, positives = context.all_reduce(
-            tf.distribute.ReduceOp.SUM, [tf.identity(self.lwlrap_metric.precision_sum.value),
-                                         tf.identity(self.lwlrap_metric.positives.value)])
-        return {
-            "loss": tf.math.divide_no_nan(total, count),
-            "lwlrap": tf.math.divide_no_nan(tf.reduce_sum(precision_sum),
-                                            tf.reduce_sum(positives)),
-        }
+        results = {"loss": tf.math.divide_no_nan(total, count)}
+        for key, metric in lwlraps.items():
+            precision_sum, positives = context.all_reduce(
+                tf.distribute.ReduceOp.SUM, [tf.identity(metric.precision_sum.value),
+                                             tf.identity(metric.positives.value)])
+            results[key] = tf.math.divide_no_nan(tf.reduce_sum(precision_sum),
+                                                 tf.reduce_sum(positives))
+        return results
 
     def predict_step(self, data):
         inputs = data[0] if isinstance(data, tuple) else data

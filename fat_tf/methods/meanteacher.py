@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from fat_tf.ema import ExponentialMovingAverage
 from fat_tf.methods.base import Method
+from fat_tf.metrics import Lwlrap
 from fat_tf.ops.ramps import ema_decay_for_run
 
 
@@ -24,7 +25,9 @@ class MeanTeacher(Method):
     teacher's sigmoid outputs on the two views, weighted by
     ``consistency_weight * exp(-5 (1 - t)^2)`` over ``rampup_fraction`` after
     ``unlabelled_start`` (:meth:`~fat_tf.methods.base.Method.unlabelled_rampup`). The teacher is
-    what validation scores and what is saved and exported (``export_student`` swaps it).
+    what validation scores and what is saved and exported (``export_student`` swaps it);
+    validation scores the student too (``student_lwlrap``), and the best checkpoint is
+    the better of the two at its best validation.
 
     Args: see :class:`fat_tf.methods.base.Method`.
     """
@@ -41,6 +44,8 @@ class MeanTeacher(Method):
         self.teacher.set_weights(tagger.get_weights())
         self.teacher.trainable = False
         self.teacher_classifier = self.teacher.get_layer("classifier")
+        other = "teacher" if self.hparams.export_student else "student"
+        self.alternative_lwlrap = {other: Lwlrap(self.num_classes, name=f"{other}_lwlrap")}
 
     @property
     def run_ema_decay(self) -> float:
@@ -55,6 +60,12 @@ class MeanTeacher(Method):
     @property
     def evaluated_model(self):
         return self.tagger if self.hparams.export_student else self.teacher
+
+    @property
+    def alternative_models(self):
+        if self.hparams.export_student:
+            return {"teacher": self.teacher}
+        return {"student": self.tagger}
 
     def compute_losses(self, mel, labels, unlabelled, tape):
         batch = tf.shape(mel)[0]

@@ -415,3 +415,34 @@ def test_semi_supervised_methods_take_weighted_noisy_labels(name):
                          callbacks=method.extra_callbacks())
     for term in ("loss", *(f"{t}_loss" for t in method.loss_terms)):
         assert np.all(np.isfinite(history.history[term])), term
+
+
+def test_mean_teacher_validation_scores_the_student_and_keeps_the_better_model(tmp_path):
+    """Validation scores the teacher (val_lwlrap) and the student (val_student_lwlrap);
+    the best checkpoint is whichever of the two scored best, and says which."""
+    from fat_tf.callbacks import SaveBestModel
+    from fat_tf.metrics import lwlrap
+
+    method, audio, labels, _ = _train_a_few_steps("meanteacher", steps=2)
+    windows = {"windows": audio[:, None, :], "window_mask": np.ones((len(audio), 1), "float32")}
+    scores = method.evaluate(tf.data.Dataset.from_tensors((windows, labels)), return_dict=True,
+                             verbose=0)
+    student = method.tagger(audio).numpy()
+    assert scores["student_lwlrap"] == pytest.approx(lwlrap(labels, student), abs=1e-5)
+    assert scores["lwlrap"] == pytest.approx(lwlrap(labels, method.teacher(audio).numpy()),
+                                             abs=1e-5)
+    best = SaveBestModel(str(tmp_path / "best.keras"))
+    best.set_model(method)
+
+    def saved_outputs():
+        return keras.models.load_model(tmp_path / "best.keras")(audio).numpy()
+
+    best.on_epoch_end(0, {"val_lwlrap": 0.5, "val_student_lwlrap": 0.7})
+    assert best.best_state()["model"] == "student" and best.best() == 0.7
+    np.testing.assert_allclose(saved_outputs(), student, rtol=1e-4, atol=1e-4)
+    best.on_epoch_end(1, {"val_lwlrap": 0.6, "val_student_lwlrap": 0.65})  # no improvement
+    assert best.best_state()["epoch"] == 1
+    best.on_epoch_end(2, {"val_lwlrap": 0.8, "val_student_lwlrap": 0.65})
+    assert best.best_state()["model"] == "evaluated" and best.best() == 0.8
+    np.testing.assert_allclose(saved_outputs(), method.teacher(audio).numpy(), rtol=1e-4,
+                               atol=1e-4)
