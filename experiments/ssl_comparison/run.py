@@ -56,6 +56,10 @@ SETTINGS = {
     "mixmatch (default: + noisy labels x0.3 and audio)": ("mixmatch", []),
     "meanteacher (default), BatchNorm statistics from labelled clips": (
         "meanteacher", ["method.batchnorm_statistics=labelled"]),
+    "meanteacher (default), consistency weight 1": (
+        "meanteacher", ["method.consistency_weight=1"]),
+    "meanteacher (default), consistency weight 1, distinct views": (
+        "meanteacher", ["method.consistency_weight=1", *STRONG_VIEWS]),
     "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),
     "mixup, curated only": ("mixup", ["data.noisy_usage=none"]),
     "supervised + noisy labels": ("supervised", ["data.noisy_usage=labelled",
