@@ -271,7 +271,7 @@ class MethodConfig:
     mixmatch_temperature: float = 0.5
     mixmatch_weight: float = 10.0
     mixmatch_alpha: float = 1.0
-    mixmatch_alignment: bool = False
+    mixmatch_alignment: bool = True
     export_student: bool = False
     noisy_label_weight: float = 0.3
     noisy_label_until: float = 1.0

@@ -19,7 +19,8 @@ class VAT(Method):
        ``d = normalise(grad_d D(stop_grad f(x), f(x + xi d)))``;
     3. ``r_adv = eps * d``; loss ``D(stop_grad f(x), f(x + r_adv))``, averaged over clips,
 
-    where ``D`` is the per-class binary KL summed over classes (sigmoid, not softmax).
+    where ``D`` is the per-class binary KL averaged over classes (sigmoid, not softmax;
+    the mean, like the supervised BCE).
     The perturbed passes run with BatchNorm on batch statistics but leave its moving
     statistics untouched, and replay the clean pass's dropout masks
     (:class:`~fat_tf.methods.base.DropoutMasks`), so ``D`` measures the perturbation,

@@ -67,7 +67,12 @@ def sharpen_around(probabilities: tf.Tensor, centre: tf.Tensor,
 
 
 def binary_kl(target_logits: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """KL(Bernoulli(sigmoid(target)) || Bernoulli(sigmoid(logits))), summed over classes.
+    """KL(Bernoulli(sigmoid(target)) || Bernoulli(sigmoid(logits))), averaged over classes.
+
+    The mean over classes, like the supervised BCE's reduction, so that a divergence term
+    keeps its weight relative to the supervised loss whatever the number of classes (a
+    sum weighted VAT x20 on Kitchen20 and x80 on FAT2019; on Kitchen20 it drove the
+    validation lwlrap from 0.33 to 0.21 within 300 steps).
 
     Args:
         target_logits: ``[B, C]`` logits of the reference distribution.
@@ -82,7 +87,7 @@ def binary_kl(target_logits: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     log_p, log_not_p = tf.math.log_sigmoid(a), tf.math.log_sigmoid(-a)
     log_q, log_not_q = tf.math.log_sigmoid(b), tf.math.log_sigmoid(-b)
     per_class = p * (log_p - log_q) + (1.0 - p) * (log_not_p - log_not_q)
-    return tf.reduce_sum(per_class, axis=-1)
+    return tf.reduce_mean(per_class, axis=-1)
 
 
 def normalize_per_example(d: tf.Tensor, epsilon: float = 1e-12) -> tf.Tensor:
