@@ -24,6 +24,7 @@ import sys
 import tempfile
 
 import keras
+import numpy as np
 
 from fat_tf.config import atomic_write_text
 from fat_tf.errors import FatTfError
@@ -128,6 +129,18 @@ def write_weights_file(data: bytes, path: str) -> None:
 _WEIGHTS_NAME = re.compile(r"epoch-(\d+)-batch-(\d+)\.weights\.h5$")
 
 
+def seed_states(model: keras.Model) -> list:
+    """The state variables of every ``keras.random.SeedGenerator`` in ``model`` (the
+    augmentation layers', the Dropout layers' and the method's own draws), in a fixed
+    order.
+
+    They are not weights, so a weights file does not hold them: they are
+    ``model.variables`` less ``model.weights``.
+    """
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` that never leaves a half-written or inconsistent backup behind.
 
@@ -138,6 +151,13 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     resumes from the weights and epoch of one complete backup (before the commit, the
     previous one; after it, the new one), never from weights one epoch ahead of the
     epoch counter. Weights files no committed metadata names are deleted.
+
+    The metadata also holds the state of every random-seed generator of the model
+    (:func:`seed_states`: augmentation, dropout, mixup and VAT draws), restored with the
+    weights, so a resumed run draws what an uninterrupted one would. The training data
+    stream is positioned by :func:`fat_tf.training.train` from the epoch restored.
+    :meth:`restore` restores before ``fit`` (``on_train_begin`` then does nothing), so
+    the caller knows the epoch before it builds the stream.
 
     Multi-worker training (``agree`` given): every worker keeps its own backup, and a
     kill can land after one worker committed an epoch and before another did. So the
@@ -161,6 +181,27 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
         self.agree = agree
         self._latest: dict | None = None  # the backup restored or last written
+        self._restored = False  # restore() ran: on_train_begin has nothing left to do
+        #: The epoch the restored backup completed (0: none, the run starts afresh).
+        self.restored_epoch = 0
+
+    def restore(self) -> int:
+        """Restore the backup to resume from now (weights, optimiser and random-seed
+        state; sets the model's initial epoch), before ``fit``, whose
+        ``on_train_begin`` then restores nothing again. Call :meth:`set_model` first.
+
+        Returns:
+            the number of epochs the restored backup completed (0 without a backup).
+        """
+        self._load_model()
+        self._restored = True
+        return self.restored_epoch
+
+    def on_train_begin(self, logs=None):
+        if self._restored:
+            self._restored = False  # restored by restore(); a later fit restores again
+            return
+        super().on_train_begin(logs)
 
     def _restart_advice(self) -> str:
         run = os.path.dirname(os.path.abspath(self.backup_dir))
@@ -287,13 +328,43 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         if self.agree is not None:
             metadata = self._agreed_backup(metadata)
         self._latest = {k: v for k, v in metadata.items() if k != "previous"} if metadata else None
+        self.restored_epoch = 0
         if metadata is None:
             return
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         metadata = self._load_weights(metadata, previous if self.agree is None else None)
+        self._restore_seeds(metadata)
         self._latest = {k: v for k, v in metadata.items() if k != "previous"}
-        self.model._initial_epoch = metadata["epoch"]
+        self.model._initial_epoch = self.restored_epoch = metadata["epoch"]
+
+    def _restore_seeds(self, metadata: dict) -> None:
+        """Set the model's seed generators to the state ``metadata`` recorded; without
+        one (a backup of an older fat_tf, or metadata rebuilt after damage), warn that
+        the random draws of the rest of the run differ from an uninterrupted run's."""
+        states, saved = seed_states(self.model), metadata.get("seeds")
+        if not states:
+            return
+        problem = None
+        if saved is None:
+            problem = "holds no random-generator state"
+        elif not isinstance(saved, list) or len(saved) != len(states):
+            problem = (f"holds {len(saved) if isinstance(saved, list) else 'no valid'} "
+                       f"random-generator states, this model has {len(states)}")
+        else:
+            try:
+                values = [np.asarray(value, dtype=np.dtype(v.dtype)).reshape(v.shape)
+                          for v, value in zip(states, saved)]
+            except (TypeError, ValueError) as e:
+                problem = f"holds an unreadable random-generator state ({e})"
+        if problem:
+            print(f"warning: {self._training_metadata_path} {problem}; resuming from epoch "
+                  f"{metadata['epoch']} with the generators' initial state, so augmentation "
+                  "and other random draws will differ from an uninterrupted run's",
+                  file=sys.stderr)
+            return
+        for variable, value in zip(states, values):
+            variable.assign(value)
 
     def _load_weights(self, metadata: dict, previous: dict | None) -> dict:
         """Load the backup ``metadata`` names; if its weights file is damaged (truncated,
@@ -340,7 +411,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         finally:  # e.g. disk full: free the space, keep the previous backup
             if os.path.exists(tmp_weights):
                 os.unlink(tmp_weights)
-        metadata = {"epoch": epoch, "batch": batch, "weights": name}
+        seeds = [keras.ops.convert_to_numpy(v).tolist() for v in seed_states(self.model)]
+        metadata = {"epoch": epoch, "batch": batch, "weights": name, "seeds": seeds}
         previous = None
         if self.agree is not None:  # multi-worker: keep this session's last backup too
             if self._latest is None or self._latest["weights"] != name:

@@ -1,7 +1,8 @@
 """Small file helpers shared by the run-folder readers and writers.
 
 * :func:`read_json_object` — read a JSON object, failing with one line that names the
-  file and what to do when it is missing, truncated or not an object;
+  file and what to do when it is missing, not a regular file, not UTF-8, truncated or
+  not an object (:func:`parse_json_object` for bytes already read);
 * :func:`keras_file_problem` — why a ``.keras`` file cannot be a complete model archive
   (empty, truncated, not a zip, a damaged member), checked before Keras opens it;
 * :func:`open_regular` — open a file for reading, refusing a FIFO, socket or device
@@ -37,23 +38,48 @@ def read_json_object(path: str | os.PathLike, advice: str = "") -> dict:
         advice: what the user can do when the file is bad, appended to the message.
 
     Raises:
-        FatTfError: the file cannot be read, is empty, truncated or otherwise not valid
-            JSON, or holds something other than an object; one line naming the file.
+        FatTfError: the file cannot be read (missing, a folder, a FIFO or device), is
+            empty, not UTF-8 text, truncated or otherwise not valid JSON, or holds
+            something other than an object; one line naming the file.
     """
     path = os.fspath(path)
     tail = f"; {advice}" if advice else ""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             raw = f.read()
     except OSError as e:
         raise FatTfError(f"{path}: cannot be read ({e.strerror or e}){tail}") from None
+    return parse_json_object(raw, path, advice)
+
+
+def parse_json_object(raw: bytes, path: str | os.PathLike, advice: str = "") -> dict:
+    """The JSON object in ``raw``, the bytes of the file ``path``.
+
+    Args:
+        raw: the file's content.
+        path: the file, for the message.
+        advice: what the user can do when the file is bad, appended to the message.
+
+    Raises:
+        FatTfError: ``raw`` is empty, not UTF-8 text, not valid JSON, or holds something
+            other than an object; one line naming the file.
+    """
+    path = os.fspath(path)
+    tail = f"; {advice}" if advice else ""
     if not raw.strip():
         raise FatTfError(f"{path}: empty file (truncated?){tail}")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FatTfError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+                         f"{e.start}), so not a JSON file fat_tf wrote: it is corrupt"
+                         f"{tail}") from None
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        what = e if isinstance(e, json.JSONDecodeError) else "nested too deeply"
         raise FatTfError(f"{path}: not valid JSON, the file is truncated or corrupt "
-                         f"({e}){tail}") from None
+                         f"({what}){tail}") from None
     if not isinstance(data, dict):
         raise FatTfError(f"{path}: expected a JSON object, found {type(data).__name__}{tail}")
     return data

@@ -6,15 +6,17 @@
 * ``data.json`` — dataset folder, class names and the validation clips;
 * ``metrics.csv`` — one row per epoch (losses, each loss term and weight, val_lwlrap, lr);
 * ``tensorboard/`` — TensorBoard logs;
-* ``backup/`` — the resumable state (weights, optimiser, epoch), see
+* ``backup/`` — the resumable state (weights, optimiser, random-seed state, epoch), see
   :class:`fat_tf.callbacks.AtomicBackupAndRestore`;
 * ``best.keras`` — the evaluated model at the best validation lwlrap;
 * ``model.keras`` — the final evaluated model (waveform in, logits out);
 * ``summary.json`` — final and best validation lwlrap, chance level, timing;
 * ``.lock`` — locked by the process writing the run (see :mod:`fat_tf.run_lock`).
 
-Rerunning the same command on an unfinished run folder resumes it; a finished one is
-left as it is. Every file is written atomically.
+Rerunning the same command on an unfinished run folder resumes it, exactly as the
+uninterrupted run would have gone on (random state restored, the training stream
+continued where it stopped); a finished one is left as it is. Every file is written
+atomically.
 """
 
 from __future__ import annotations
@@ -179,12 +181,13 @@ def global_batch_size(config: Config, train_clips: int, replicas: int = 1) -> in
 
 
 def make_datasets(
-    data: TrainingData, config: Config, replicas: int = 1
+    data: TrainingData, config: Config, replicas: int = 1, start_step: int = 0
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, RunBudget]:
     """The training and validation ``tf.data`` streams and the run's budget.
 
-    The training stream repeats without end (reshuffled on every pass); the budget
-    (:func:`fat_tf.budget.resolve_budget`) says how many steps ``fit`` takes from it.
+    The training stream (:func:`training_stream`) runs without end, one pass over the
+    clips after another; the budget (:func:`fat_tf.budget.resolve_budget`) says how
+    many steps ``fit`` takes from it.
 
     Batches are global: ``data.batch_size`` labelled clips (and
     ``data.eval_batch_size`` validation clips) per replica, times ``replicas``; a
@@ -196,22 +199,12 @@ def make_datasets(
         data: the split clips.
         config: the run config.
         replicas: replicas training in sync (1 without a distribution strategy).
+        start_step: optimiser steps already taken (a resumed run): the training stream
+            starts at the batch that step reads.
     """
-    d, fe, seed = config.data, config.frontend, config.train.seed
+    d, fe = config.data, config.frontend
     global_batch = global_batch_size(config, len(data.train_paths), replicas)
-    common = dict(sample_rate=fe.sample_rate, crop_samples=config.crop_samples, seed=seed,
-                  cache=d.cache, shuffle_buffer=d.shuffle_buffer, parallel_calls=d.parallel_calls)
-    if d.feature_cache:  # log-mel in the pipeline, cropped in frames
-        common.update(crop_samples=d.crop_frames,
-                      logmel=LogMel(**dataclasses.asdict(fe), name="pipeline_logmel"))
-    train = pipeline.training_dataset(data.train_paths, data.train_labels,
-                                      batch_size=global_batch, **common)
-    if data.unlabelled_paths is not None:
-        unlabelled = pipeline.unlabelled_dataset(
-            data.unlabelled_paths, batch_size=global_batch * d.unlabelled_ratio,
-            **{**common, "seed": seed + 7919},
-        )
-        train = pipeline.semi_supervised_dataset(train, unlabelled)
+    train = training_stream(data, config, replicas, start_step)
     window = config.crop_samples
     validation = pipeline.evaluation_dataset(
         data.validation.paths, data.validation.labels, sample_rate=fe.sample_rate,
@@ -220,10 +213,45 @@ def make_datasets(
         cache=d.cache, parallel_calls=d.parallel_calls,
     )
     budget = resolve_budget(config, len(data.train_paths), global_batch)
-    train = train.repeat()
     if replicas > 1:
-        train, validation = shard_by_data(train), shard_by_data(validation)
+        validation = shard_by_data(validation)
     return train, validation, budget
+
+
+def training_stream(
+    data: TrainingData, config: Config, replicas: int = 1, start_step: int = 0
+) -> tf.data.Dataset:
+    """The endless training stream of global batches, from optimiser step ``start_step``.
+
+    Labelled batches (:func:`fat_tf.data.pipeline.training_stream`), zipped with
+    unlabelled ones (:func:`fat_tf.data.pipeline.unlabelled_stream`) when the method
+    uses them. Each pass's order and crops come from ``train.seed`` and the pass's
+    number alone, so the stream from ``start_step`` is exactly the batches an
+    uninterrupted run reads from that step on: a resumed run trains on the same data.
+
+    Args:
+        data: the split clips.
+        config: the run config.
+        replicas: replicas training in sync.
+        start_step: optimiser steps already taken (batches of the stream to leave out).
+    """
+    d, fe, seed = config.data, config.frontend, config.train.seed
+    global_batch = global_batch_size(config, len(data.train_paths), replicas)
+    common = dict(sample_rate=fe.sample_rate, crop_samples=config.crop_samples, seed=seed,
+                  start_batch=start_step, cache=d.cache, shuffle_buffer=d.shuffle_buffer,
+                  parallel_calls=d.parallel_calls)
+    if d.feature_cache:  # log-mel in the pipeline, cropped in frames
+        common.update(crop_samples=d.crop_frames,
+                      logmel=LogMel(**dataclasses.asdict(fe), name="pipeline_logmel"))
+    train = pipeline.training_stream(data.train_paths, data.train_labels,
+                                     batch_size=global_batch, **common)
+    if data.unlabelled_paths is not None:
+        unlabelled = pipeline.unlabelled_stream(
+            data.unlabelled_paths, batch_size=global_batch * d.unlabelled_ratio,
+            **{**common, "seed": seed + 7919},
+        )
+        train = pipeline.semi_supervised_dataset(train, unlabelled)
+    return shard_by_data(train) if replicas > 1 else train
 
 
 def build_method(config: Config, num_classes: int, total_steps: int, strategy=None):
@@ -442,6 +470,19 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
         print(f"training on {replicas} replicas ({batching['strategy']}, {role.name}); "
               f"global batch {batching['global_batch_size']} clips")
     check_free_space(folder, method)
+    backup = AtomicBackupAndRestore(
+        str(folder / "backup"),
+        agree=(lambda positions: gather_from_workers(strategy, positions))
+        if is_multi_worker(strategy) else None,
+    )
+    # Restored before fit (weights, optimiser, random-seed state), so that a resumed
+    # run's training stream starts at the batch the interrupted run would have read next.
+    backup.set_model(method)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        start_epoch = backup.restore()
+    if 0 < start_epoch < budget.intervals:
+        train_ds, val_ds, _ = make_datasets(data, config, replicas,
+                                            start_epoch * budget.interval_steps)
     # The backup goes last: an epoch's CSV row and best model are written before the
     # backup that marks the epoch done, so a kill in between re-runs (and rewrites) it.
     best_model = SaveBestModel(str(run_dir / "best.keras"))
@@ -457,18 +498,14 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
         StopOnNonFiniteLoss(),
         *method.extra_callbacks(),
         *outputs,
-        AtomicBackupAndRestore(
-            str(folder / "backup"),
-            agree=(lambda positions: gather_from_workers(strategy, positions))
-            if is_multi_worker(strategy) else None,
-        ),
+        backup,
     ]
     print(f"training for {budget.total_steps} optimiser steps, validating every "
           f"{budget.interval_steps} ({budget.intervals} validations)")
     started = time.time()
     history = method.fit(
         train_ds, validation_data=val_ds, epochs=budget.intervals,
-        steps_per_epoch=budget.interval_steps,
+        initial_epoch=start_epoch, steps_per_epoch=budget.interval_steps,
         callbacks=callbacks, verbose=verbose, shuffle=False,
     )
     scores = history.history.get("val_lwlrap")

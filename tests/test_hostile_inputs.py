@@ -494,7 +494,7 @@ def test_predict_reports_non_finite_audio_by_file(tiny_run, tmp_path, capsys, mo
     bad = write_wav(tmp_path / "bad.wav", 30000)
     real = audio_io.load_audio
 
-    def load_audio(path, rate):  # e.g. a float WAV read through tensorflow-io
+    def load_audio(path, rate):  # a decoder that lets NaN through
         wave = real(path, rate)
         return np.full_like(wave, np.nan) if path == str(bad) else wave
 
@@ -814,3 +814,61 @@ def test_an_edited_config_json_is_refused_before_scoring(tiny_demo_dir, tmp_path
     assert "config.json" in err and "trained with" in err
     (run / "config.json").write_text(original)
     assert predict.main([str(run), clip, "--out", str(tmp_path / "c.csv")]) == 0
+
+
+#: Not UTF-8 (a Latin-1 "café" and stray bytes), as a disk error or another tool may leave.
+UNDECODABLE = b'{"train": {"method": "caf\xe9"}, "\xff\xfe": 1}\n'
+
+
+@pytest.mark.parametrize("name", ["config.json", "data.json"])
+def test_undecodable_run_json_is_one_line_naming_the_file(run_copy, tmp_path, capsys, name):
+    """Bytes that are not UTF-8 in config.json or data.json: predict and report each say
+    which file in one line (config.json used to raise UnicodeDecodeError)."""
+    path = run_copy / name
+    path.write_bytes(UNDECODABLE)
+    clip = write_wav(tmp_path / "a.wav", 30000)
+    assert predict.main([str(run_copy), str(clip), "--out", str(tmp_path / "p.csv")]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {path}: not UTF-8 text"), line
+    assert report.main([str(run_copy), "--out", str(tmp_path / "rep"), "--no-score"]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {path}: not UTF-8 text"), line
+
+
+def test_rerunning_train_on_an_undecodable_config_json_is_one_line(tiny_demo_dir, run_copy,
+                                                                   capsys):
+    path = run_copy / "config.json"
+    path.write_bytes(UNDECODABLE)
+    assert train.main(train_args(tiny_demo_dir, run_copy)) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {path}: not UTF-8 text (byte 0xe9 at offset 25)"), line
+
+
+def test_every_run_folder_json_reader_names_an_undecodable_file(run_copy, tmp_path):
+    """The readers behind the CLI lines: the config, a bad setting in it, the best-model
+    state, the backup metadata (which falls back to the newest weights file), and a FIFO
+    named config.json (refused at once, not waited on)."""
+    from fat_tf.config import Config, ConfigError
+
+    config = run_copy / "config.json"
+    config.write_bytes(UNDECODABLE)
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(config))}: not UTF-8 text"):
+        Config.from_json(config)
+    config.write_text('{"train": {"steps": "many"}}')
+    with pytest.raises(ConfigError) as caught:
+        Config.from_json(config)
+    assert str(caught.value).startswith(f"{config}: train.steps") and "\n" not in str(
+        caught.value)
+    state = run_copy / "best.keras.json"
+    state.write_bytes(UNDECODABLE)
+    with pytest.raises(FatTfError, match=f"^{re.escape(str(state))}: not UTF-8.*delete it"):
+        callbacks.SaveBestModel(str(run_copy / "best.keras")).best_state()
+    metadata = run_copy / "backup" / "training_metadata.json"
+    metadata.write_bytes(UNDECODABLE)
+    backup = callbacks.AtomicBackupAndRestore(str(run_copy / "backup"))
+    assert backup._committed()["weights"].endswith(".weights.h5")
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    with FifoWatchdog(fifo), pytest.raises(OSError) as caught:
+        Config.from_json(fifo)
+    assert caught.value.filename == str(fifo) and "FIFO" in caught.value.strerror

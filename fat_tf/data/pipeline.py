@@ -1,11 +1,15 @@
-"""tf.data input pipelines: WAV decoding in-graph, training crops, evaluation windows.
+"""tf.data input pipelines: audio decoding, training crops, evaluation windows.
 
-Three kinds of stream, all built from lists of WAV paths (and multi-hot labels):
+Three kinds of stream, all built from lists of audio paths (and multi-hot labels):
 
 * :func:`training_dataset` — labelled clips, shuffled, one random fixed-length crop
   per clip (zero-padded at a random offset when the clip is shorter), batched.
 * :func:`unlabelled_dataset` — the same without labels, repeated forever, to be zipped
   with the labelled stream at a chosen ratio (:func:`semi_supervised_dataset`).
+* :func:`training_stream` and :func:`unlabelled_stream` — the same two as endless
+  streams that can start at any batch, each pass's order and crops drawn from the seed
+  and the pass's number alone: what training reads, so that a resumed run sees the
+  batches an uninterrupted one would.
 * :func:`evaluation_dataset` — every clip cut into deterministic sliding windows that
   cover the whole clip (one zero-padded window when the clip is shorter than a window),
   padded to a common window count per batch with a mask, so clip scores can be pooled.
@@ -18,10 +22,15 @@ Element formats (what a model's ``train_step`` / ``test_step`` receives):
   (labels are omitted when none are given).
 
 Randomness (shuffle order and crop offsets) comes only from ``seed``: the same seed
-gives the same batches, and each epoch draws new ones. Audio is decoded with
-``tf.audio.decode_wav``; the sample rate and channel count are checked in-graph and a
-mismatch raises ``InvalidArgumentError`` whose message names the file. Run the fast
-header check (:mod:`fat_tf.data.wav`) first to get friendlier errors before training.
+gives the same batches, and each epoch draws new ones. Each file's way in is decided
+when a stream is built (:func:`fat_tf.audio_io.probe_audio`, headers only): 16-bit PCM
+mono WAV at the stream's rate is decoded in-graph (:func:`decode_wav`); any other file
+(another format, sample format, channel count or rate) is decoded, downmixed and
+resampled on the host (:func:`fat_tf.audio_io.decode_audio`, through
+``tf.numpy_function``). An on-disk or memory ``cache`` makes that conversion a
+one-time cost. A file that cannot be read raises ``InvalidArgumentError`` whose message
+(:func:`pipeline_error`) names the file; run the dataset check
+(:func:`fat_tf.data.load_dataset`) first to get these errors before training.
 """
 
 from __future__ import annotations
@@ -35,7 +44,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from fat_tf import audio_io
 from fat_tf.config import atomic_write_text
+from fat_tf.errors import AudioFormatError
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -114,6 +125,54 @@ def _decode_wav_checked(path: tf.Tensor, contents: tf.Tensor, sample_rate: int) 
     ]
     with tf.control_dependencies(checks):
         return tf.identity(audio[:, 0])
+
+
+def decode_converted(path: tf.Tensor, sample_rate: int) -> tf.Tensor:
+    """Decode any audio file on the host (:func:`fat_tf.audio_io.decode_audio`): mono at
+    ``sample_rate``, whatever the file's format, channels and rate.
+
+    Args:
+        path: scalar string tensor, the file path.
+        sample_rate: the rate to resample to.
+
+    Returns:
+        float32 tensor ``[samples]``; a bad file raises ``InvalidArgumentError`` whose
+        :func:`pipeline_error` is one line naming the file.
+    """
+    wave = tf.numpy_function(_decode_on_host, [path, np.int32(sample_rate)], tf.float32,
+                             stateful=False)
+    wave.set_shape([None])
+    return wave
+
+
+def _decode_on_host(name: bytes, sample_rate: np.ndarray) -> np.ndarray:
+    """:func:`decode_converted`'s Python side (module level: autograph leaves it alone)."""
+    try:
+        return audio_io.decode_audio(os.fsdecode(name), int(sample_rate))
+    except AudioFormatError as e:  # a ValueError: InvalidArgumentError in the graph
+        raise AudioFormatError(f"{MESSAGE_MARK}{e}{MESSAGE_MARK}") from None
+
+
+def converted_on_host(paths: Sequence[str], sample_rate: int) -> np.ndarray:
+    """Which files are decoded on the host rather than in-graph (headers only).
+
+    A file that cannot be probed goes to the host too, whose decoder then reports it
+    as one line naming the file.
+
+    Args:
+        paths: the files.
+        sample_rate: the stream's rate.
+
+    Returns:
+        bool ``[N]``.
+    """
+    flags = []
+    for path in paths:
+        try:
+            flags.append(not audio_io.probe_audio(path, sample_rate).fast)
+        except AudioFormatError:
+            flags.append(True)
+    return np.array(flags, bool)
 
 
 def _str(value: tf.Tensor) -> tf.Tensor:
@@ -276,15 +335,27 @@ def _decoded(
     bounded by the prefetch depth. With a cache, clips are cached in their file order
     and the shuffle buffer then holds decoded clips (``shuffle_buffer`` of them).
     ``features``, a :class:`fat_tf.layers.LogMel`, turns each whole clip into its
-    log-mel ``[frames, mels]`` before caching.
+    log-mel ``[frames, mels]`` before caching. Files that are not 16-bit mono WAV at
+    ``sample_rate`` are converted on the host (see the module docstring).
     """
-    ds = _source(paths, labels)
+    host = converted_on_host([str(p) for p in paths], sample_rate)
+    ds = tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(host),
+                              _source(paths, labels)))
     shuffle_paths = shuffle_seed is not None and cache == "none"
     if shuffle_paths:
         ds = ds.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
 
-    def decode(path, *label):
-        wave = decode_wav(path, sample_rate)
+    def read(path, on_host):
+        if host.all():
+            return decode_converted(path, sample_rate)
+        if not host.any():
+            return decode_wav(path, sample_rate)
+        return tf.cond(on_host, lambda: decode_converted(path, sample_rate),
+                       lambda: decode_wav(path, sample_rate))
+
+    def decode(on_host, item):
+        path, *label = item if isinstance(item, tuple) else (item,)
+        wave = read(path, on_host)
         if features is not None:
             wave = features(wave[None, :])[0]
         return (wave, *label) if label else wave
@@ -297,6 +368,8 @@ def _decoded(
         if features is not None:
             what = {"logmel": features.get_config()}
             what["logmel"].pop("name", None)
+        if host.any():  # converted audio: the decoder is part of the content
+            what["converted"] = audio_io.CONVERSION
         ds = ds.cache(cache_file(cache, list(paths), json.loads(json.dumps(what, default=str))))
     if shuffle_seed is not None and not shuffle_paths:
         ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -333,9 +406,9 @@ def training_dataset(
     """Labelled training stream: shuffled clips, one random crop each, batched.
 
     Args:
-        paths: WAV file paths.
+        paths: audio file paths.
         labels: ``[N, C]`` multi-hot float array.
-        sample_rate: rate every file must have.
+        sample_rate: the model's rate (files at other rates are resampled).
         crop_samples: crop length in samples.
         batch_size: clips per batch.
         seed: seed of shuffle order and crop offsets.
@@ -380,8 +453,8 @@ def unlabelled_dataset(
     """Endless unlabelled stream of random crops (labels, if any, are never read).
 
     Args:
-        paths: WAV file paths.
-        sample_rate: rate every file must have.
+        paths: audio file paths.
+        sample_rate: the model's rate (files at other rates are resampled).
         crop_samples: crop length in samples.
         batch_size: clips per batch.
         seed: seed of shuffle order and crop offsets.
@@ -398,6 +471,146 @@ def unlabelled_dataset(
     ds = _decoded(paths, None, sample_rate, cache, seed, shuffle_buffer, parallel_calls,
                   logmel)
     ds = _with_crop_seeds(ds.repeat(), seed + 1)
+    ds = ds.map(
+        lambda wave, s: random_crop_or_pad(wave, crop_samples, s),
+        num_parallel_calls=parallel_calls,
+    )
+    return _options(ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE))
+
+
+#: Passes an endless stream can run through (more than any run takes).
+_ENDLESS_PASSES = 2**62
+
+
+def _pass_seeds(seed: int, index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Shuffle and crop seeds of pass ``index`` of a stream seeded by ``seed``: a
+    function of the two numbers alone, so a pass is the same whenever it is built."""
+    key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
+    seeds = tf.random.stateless_uniform([2], seed=key, minval=0, maxval=2**31 - 1,
+                                        dtype=tf.int64)
+    return seeds[0], seeds[1]
+
+
+def _endless(
+    paths: Sequence[str],
+    labels: np.ndarray | None,
+    sample_rate: int,
+    cache: str,
+    seed: int,
+    shuffle_buffer: int,
+    parallel_calls: int,
+    features,
+    pass_length: int,
+    start: int,
+) -> tf.data.Dataset:
+    """Endless ``(clip[, label]), crop seed`` elements, from element ``start`` on.
+
+    Pass ``p`` is the first ``pass_length`` clips of a shuffle of all of them, zipped
+    with per-clip crop seeds, both drawn from ``(seed, p)`` alone (:func:`_pass_seeds`):
+    the stream from ``start`` is exactly the tail of the stream from 0. It starts at the
+    pass holding ``start`` and reads and drops that pass's earlier elements (at most one
+    pass of decoding). Decoding and caching are as in :func:`_decoded`: without a cache
+    each pass shuffles the paths before decoding; with one, the clips are decoded and
+    cached once and each pass shuffles the cached clips through ``shuffle_buffer``.
+    """
+    if pass_length < 1:
+        raise ValueError("a pass of the stream must hold at least one clip")
+    cached = None if cache == "none" else _decoded(
+        paths, labels, sample_rate, cache, None, shuffle_buffer, parallel_calls, features)
+
+    @tf.autograph.experimental.do_not_convert
+    def one_pass(index):
+        # The pass's seeds are complete on their own, so this function's graph takes no
+        # global seed: TensorFlow's seed helper would compare a symbolic seed with 0 in
+        # Python (and fail) when the global seed is 0 (train.seed's default).
+        tf.compat.v1.get_default_graph().seed = None
+        shuffle_seed, crop_seed = _pass_seeds(seed, index)
+        if cached is None:
+            clips = _decoded(paths, labels, sample_rate, cache, shuffle_seed, shuffle_buffer,
+                             parallel_calls, features)
+        else:
+            clips = cached.shuffle(shuffle_buffer, seed=shuffle_seed)
+        clips = _with_crop_seeds(clips, crop_seed)
+        if pass_length >= len(paths):
+            return clips
+        # read to the end of the pass (so a cache under it completes), keep its head
+        return clips.enumerate().filter(lambda i, _: i < pass_length).map(lambda _, x: x)
+
+    first_pass, skip = divmod(int(start), pass_length)
+    passes = tf.data.Dataset.range(first_pass, _ENDLESS_PASSES)
+    return passes.flat_map(one_pass).skip(skip)
+
+
+def training_stream(
+    paths: Sequence[str],
+    labels: np.ndarray,
+    *,
+    sample_rate: int,
+    crop_samples: int,
+    batch_size: int,
+    seed: int,
+    start_batch: int = 0,
+    cache: str = "none",
+    shuffle_buffer: int = 2048,
+    parallel_calls: int = AUTOTUNE,
+    logmel=None,
+) -> tf.data.Dataset:
+    """Endless labelled training stream that can start at any batch (what training
+    reads: a resumed run continues it where the interrupted one stopped).
+
+    Pass after pass over the clips, like ``training_dataset(...).repeat()``: each pass
+    a new shuffle and new crops, its incomplete last batch dropped. Unlike that stream,
+    pass ``p``'s order and crops depend only on ``seed`` and ``p``, so the stream
+    started at ``start_batch`` yields exactly the batches the stream started at 0
+    yields from that batch on.
+
+    Args:
+        paths, labels, sample_rate, crop_samples, batch_size, seed, cache,
+            shuffle_buffer, parallel_calls, logmel: as in :func:`training_dataset`.
+        start_batch: batches of the stream (from its start) to leave out.
+
+    Returns:
+        an endless dataset of the batches of :func:`training_dataset`.
+    """
+    per_pass = len(paths) // batch_size
+    if per_pass < 1:
+        raise ValueError(f"{len(paths)} clips cannot fill one batch of {batch_size}")
+    ds = _endless(paths, labels, sample_rate, cache, seed, shuffle_buffer, parallel_calls,
+                  logmel, per_pass * batch_size, start_batch * batch_size)
+    key = "audio" if logmel is None else "logmel"
+
+    def crop(item, crop_seed):
+        wave, label = item
+        return {key: random_crop_or_pad(wave, crop_samples, crop_seed)}, label
+
+    ds = ds.map(crop, num_parallel_calls=parallel_calls)
+    return _options(ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE))
+
+
+def unlabelled_stream(
+    paths: Sequence[str],
+    *,
+    sample_rate: int,
+    crop_samples: int,
+    batch_size: int,
+    seed: int,
+    start_batch: int = 0,
+    cache: str = "none",
+    shuffle_buffer: int = 2048,
+    parallel_calls: int = AUTOTUNE,
+    logmel=None,
+) -> tf.data.Dataset:
+    """:func:`unlabelled_dataset` that can start at any batch, as
+    :func:`training_stream` is to :func:`training_dataset` (a batch may span two
+    passes, as there).
+
+    Args:
+        paths, sample_rate, crop_samples, batch_size, seed, cache, shuffle_buffer,
+            parallel_calls, logmel: as in :func:`unlabelled_dataset`.
+        start_batch: batches of the stream (from its start) to leave out.
+    """
+    ds = _endless(paths, None, sample_rate, cache, seed, shuffle_buffer, parallel_calls,
+                  logmel, len(paths), start_batch * batch_size)
     ds = ds.map(
         lambda wave, s: random_crop_or_pad(wave, crop_samples, s),
         num_parallel_calls=parallel_calls,
@@ -446,9 +659,9 @@ def evaluation_dataset(
     """Whole clips as sliding windows, in file order, for evaluation and prediction.
 
     Args:
-        paths: WAV file paths.
+        paths: audio file paths.
         labels: ``[N, C]`` multi-hot array, or None (prediction).
-        sample_rate: rate every file must have.
+        sample_rate: the model's rate (files at other rates are resampled).
         window_samples: window length in samples (the training crop length).
         hop_samples: largest spacing between windows.
         max_windows: cap on windows per clip (evenly spread over long clips).
