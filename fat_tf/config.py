@@ -34,6 +34,53 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: What train_noisy may be used for (``data.noisy_usage``).
 NOISY_USAGES = ("auto", "labelled", "unlabelled", "both", "none")
 
+# The names string settings accept. This is their one home: the modules that implement
+# them (fat_tf.methods, fat_tf.ops.schedules, fat_tf.ops.losses, fat_tf.models) register
+# exactly these, and a config naming anything else is refused when it is parsed, before
+# TensorFlow is imported.
+
+#: Training methods (``train.method``), each a class in :mod:`fat_tf.methods`.
+METHOD_NAMES = ("supervised", "mixup", "vat", "meanteacher", "mixmatch")
+
+#: Learning-rate schedules (``optim.lr_schedule``, :mod:`fat_tf.ops.schedules`).
+LR_SCHEDULES = ("cosine", "cosine_restarts", "constant")
+
+#: Supervised losses (``train.loss``, :mod:`fat_tf.ops.losses`).
+LOSS_NAMES = ("bce", "hinge")
+
+#: Optimisers (``optim.optimizer``).
+OPTIMIZERS = ("adam", "adamw")
+
+#: Backbones (``model.backbone``, :mod:`fat_tf.models.tagger`).
+BACKBONES = ("cnn", "cnn_skip")
+
+#: Orders of the head's global time-frequency pooling (``model.pooling``).
+POOLING_ORDERS = ("time_mean_freq_max", "freq_mean_time_max")
+
+#: Poolings of window logits into clip logits (``data.window_pooling``).
+WINDOW_POOLINGS = ("mean", "max")
+
+#: How the front end pads a centred waveform (``frontend.pad_mode``).
+PAD_MODES = ("constant", "reflect")
+
+
+def check_name(setting: str, value: object, names: typing.Sequence[str]) -> None:
+    """Refuse a string setting whose value is not one of ``names`` (ConfigError naming
+    the setting, the valid names, and the closest one when the value looks like a typo).
+
+    Args:
+        setting: the setting's dotted name, e.g. ``optim.lr_schedule``.
+        value: its value.
+        names: the values it accepts.
+    """
+    if value in names:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(str(value), names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"{setting} must be one of {', '.join(names)}, got {value!r}{hint}")
+
 
 @dataclass(frozen=True)
 class FrontEndConfig:
@@ -70,6 +117,9 @@ class FrontEndConfig:
     center: bool = True
     pad_mode: str = "reflect"
     standardize: bool = True
+
+    def __post_init__(self):
+        check_name("frontend.pad_mode", self.pad_mode, PAD_MODES)
 
     def num_frames(self, num_samples: int) -> int:
         """Number of frames the front end yields for ``num_samples`` samples."""
@@ -137,6 +187,7 @@ class DataConfig:
     labelled_fraction: float = 1.0
 
     def __post_init__(self):
+        check_name("data.window_pooling", self.window_pooling, WINDOW_POOLINGS)
         if self.noisy_usage not in NOISY_USAGES:
             raise ConfigError(f"data.noisy_usage must be one of {', '.join(NOISY_USAGES)}, "
                               f"got {self.noisy_usage!r}")
@@ -186,6 +237,10 @@ class ModelConfig:
     dropout1: float = 0.2
     dropout2: float = 0.1
 
+    def __post_init__(self):
+        check_name("model.backbone", self.backbone, BACKBONES)
+        check_name("model.pooling", self.pooling, POOLING_ORDERS)
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -210,6 +265,10 @@ class OptimConfig:
     cosine_cycles: int = 3
     warmup_fraction: float = 0.0
     weight_decay: float = 1e-4
+
+    def __post_init__(self):
+        check_name("optim.optimizer", self.optimizer, OPTIMIZERS)
+        check_name("optim.lr_schedule", self.lr_schedule, LR_SCHEDULES)
 
 
 @dataclass(frozen=True)
@@ -339,6 +398,8 @@ class TrainConfig:
             raise ConfigError(
                 f"train.jit_compile must be true, false or auto, got {self.jit_compile!r}"
             )
+        check_name("train.method", self.method, METHOD_NAMES)
+        check_name("train.loss", self.loss, LOSS_NAMES)
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"train.precision must be one of {', '.join(PRECISIONS)}, "
@@ -402,15 +463,27 @@ class Config:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Config:
-        """Load a config written by :meth:`save` (or any subset of its keys)."""
+        """Load a config written by :meth:`save` (or any subset of its keys).
+
+        Raises:
+            OSError: the file cannot be opened (missing, a folder, a FIFO or device);
+                ``filename`` names it.
+            ConfigError: one line naming the file when its content is bad (empty, not
+                UTF-8, not a JSON object, a bad setting).
+        """
+        from fat_tf.errors import FatTfError
+        from fat_tf.files import open_regular, parse_json_object
+
+        with open_regular(path) as f:  # never blocks on a FIFO
+            raw = f.read()
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from e
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object at the top level")
-        return cls.from_dict(data)
+            data = parse_json_object(raw, path)
+        except FatTfError as e:
+            raise ConfigError(str(e)) from None
+        try:
+            return cls.from_dict(data)
+        except (ConfigError, TypeError, ValueError) as e:
+            raise ConfigError(f"{os.fspath(path)}: {e}") from None
 
     def replace(self, **overrides: Any) -> Config:
         """Return a copy with dotted-key overrides, e.g. ``replace(**{"data.batch_size": 8})``."""

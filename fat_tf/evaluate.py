@@ -1,19 +1,26 @@
-"""Score a trained run on labelled clips: ``python -m fat_tf.evaluate RUN_DIR``.
+"""Score a trained run on labelled clips: ``fat-tf evaluate RUN_DIR`` (or
+``python -m fat_tf.evaluate``).
 
-Prints clip-level lwlrap and a per-class table (lwlrap, average precision, positives)
-and writes the table to ``RUN_DIR/eval-<split>.csv``.
+Writes a per-class table (lwlrap, average precision, positives; F1 with ``--threshold``)
+to stdout as CSV and to ``RUN_DIR/eval-<split>.csv``, and the overall figures (clip-level
+lwlrap, mAP; micro and macro F1 with ``--threshold``) as JSON to stderr, with the
+progress bar, so ``fat-tf evaluate RUN > table.csv`` gives a clean CSV. The JSON also
+goes to ``RUN_DIR/eval-<split>.json`` and names the model scored (``"checkpoint": "best
+checkpoint, step 700"``): by default the best checkpoint, as ``predict``, ``export`` and
+``report`` use.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import sys
 
 import numpy as np
 
-from fat_tf.cli import run_cli
+from fat_tf.cli import HelpFormatter, probability_threshold, prog, run_cli
 
 
 def average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
@@ -37,15 +44,67 @@ def average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(precisions))
 
 
+def mean_average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
+    """mAP: the mean of :func:`average_precision` over the classes with at least one
+    positive clip (sklearn's ``average_precision_score(average="macro")`` on those
+    classes; NaN when no class has one).
+
+    Args:
+        truth: ``[N, C]`` 0/1 labels.
+        scores: ``[N, C]`` scores (logits or probabilities: only their order counts).
+    """
+    truth = np.asarray(truth) > 0.5
+    classes = np.flatnonzero(truth.any(axis=0))
+    if not len(classes):
+        return float("nan")
+    scores = np.asarray(scores)
+    return float(np.mean([average_precision(truth[:, c], scores[:, c]) for c in classes]))
+
+
+def f1_scores(truth: np.ndarray, probabilities: np.ndarray, threshold: float
+              ) -> tuple[float, float, np.ndarray]:
+    """F1 of the multi-label decisions ``probability >= threshold``.
+
+    Args:
+        truth: ``[N, C]`` 0/1 labels.
+        probabilities: ``[N, C]`` probabilities.
+        threshold: the decision threshold.
+
+    Returns:
+        ``(micro, macro, per_class)``: micro F1 pools every clip and class; macro F1 is
+        the mean of the per-class F1 over the classes with at least one positive clip
+        (NaN when none has one); ``per_class`` is ``[C]``, NaN for a class with no
+        positive clip and no positive decision.
+    """
+    truth = np.asarray(truth) > 0.5
+    decided = np.asarray(probabilities) >= threshold
+    tp = (truth & decided).sum(axis=0).astype(np.float64)
+    fp = (~truth & decided).sum(axis=0)
+    fn = (truth & ~decided).sum(axis=0)
+    denominator = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(denominator > 0, 2 * tp / denominator, np.nan)
+    total = denominator.sum()
+    micro = float(2 * tp.sum() / total) if total else float("nan")
+    has_positives = truth.any(axis=0)
+    macro = float(np.mean(per_class[has_positives])) if has_positives.any() else float("nan")
+    return micro, macro, per_class
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``python -m fat_tf.evaluate``."""
+    """The command-line interface of ``fat-tf evaluate``."""
+    from fat_tf.config import WINDOW_POOLINGS
+
     parser = argparse.ArgumentParser(
-        prog="python -m fat_tf.evaluate",
-        description="Compute clip-level lwlrap and per-class average precision of a trained "
-                    "run on a labelled split, scoring every clip with sliding windows.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog("evaluate"),
+        description="Compute clip-level lwlrap, mAP and per-class average precision of a "
+                    "trained run on a labelled split, scoring every clip with sliding "
+                    "windows. The per-class table goes to stdout (CSV) and to "
+                    "RUN_DIR/eval-<split>.csv; the overall figures (JSON) and the progress "
+                    "bar go to stderr.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("run_dir", help="run folder written by python -m fat_tf.train")
+    parser.add_argument("run_dir", help="run folder written by fat-tf train")
     parser.add_argument("--data", default=None,
                         help="dataset folder (default: the one the run was trained on)")
     parser.add_argument("--split", default="validation",
@@ -53,11 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validation: the run's held-out curated clips; test: test/ with "
                              "labels from test_post_competition.csv; curated/noisy: whole sets")
     parser.add_argument("--model", default="best", choices=["best", "final"],
-                        help="which saved model of the run to score")
-    parser.add_argument("--pooling", default=None, choices=["mean", "max"],
+                        help="which saved model of the run to score: the best checkpoint "
+                             "(best.keras, as predict, export and report use) or the final "
+                             "model (model.keras); the output names it with its step")
+    parser.add_argument("--pooling", default=None, choices=WINDOW_POOLINGS,
                         help="window pooling (default: the run's config)")
     parser.add_argument("--tta", action="store_true",
                         help="average with the time-reversed clips")
+    parser.add_argument("--threshold", type=probability_threshold, default=None,
+                        metavar="P",
+                        help="also score the multi-label decisions 'probability >= P': "
+                             "micro and macro F1 overall (macro over the classes with "
+                             "positives) and an f1 column in the table")
     return parser
 
 
@@ -87,28 +153,51 @@ def main(argv: list[str] | None = None) -> int:
         from fat_tf.data.manifest import load_dataset
         from fat_tf.inference import load_run, score_clips
         from fat_tf.metrics import lwlrap, per_class_lwlrap
+        from fat_tf.report import checkpoint_label, checkpoint_step
 
         trained = load_run(args.run_dir)
         data_dir = args.data or trained.data_dir
         dataset = load_dataset(data_dir, sample_rate=trained.config.frontend.sample_rate)
         manifest = split_manifest(dataset, args.split, trained.validation_fnames)
         model = trained.load_model(args.model)
-        logits = score_clips(model, manifest.paths, trained.config, args.pooling, args.tta)
+        # the progress bar goes to stderr (a bar on a terminal, one line otherwise)
+        verbose = 1 if sys.stderr.isatty() else 2
+        with contextlib.redirect_stdout(sys.stderr):
+            logits = score_clips(model, manifest.paths, trained.config, args.pooling,
+                                 args.tta, verbose=verbose)
         labels = manifest.labels
         per_class, weights = per_class_lwlrap(labels, logits)
+        f1 = None
+        if args.threshold is not None:
+            probabilities = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+            micro_f1, macro_f1, f1 = f1_scores(labels, probabilities, args.threshold)
         lines = io.StringIO()
-        lines.write("class,lwlrap,average_precision,positives\n")
+        lines.write("class,lwlrap,average_precision,positives"
+                    + (",f1" if f1 is not None else "") + "\n")
         for c, name in enumerate(trained.class_names):
             ap = average_precision(labels[:, c], logits[:, c])
-            lines.write(f"{name},{per_class[c]:.6f},{ap:.6f},{int(labels[:, c].sum())}\n")
+            lines.write(f"{name},{per_class[c]:.6f},{ap:.6f},{int(labels[:, c].sum())}"
+                        + (f",{f1[c]:.6f}" if f1 is not None else "") + "\n")
         table = lines.getvalue()
         out = trained.run_dir / f"eval-{args.split}.csv"
         atomic_write_text(out, table)
-        print(table, end="")
-        score = lwlrap(labels, logits)
-        result = {"split": args.split, "clips": len(manifest), "lwlrap": score,
-                  "model": args.model, "table": str(out)}
-        print(json.dumps(result, indent=2))
+        sys.stdout.write(table)
+        checkpoint = checkpoint_label(trained.run_dir, args.model)
+        result = {"split": args.split, "clips": len(manifest), "model": args.model,
+                  "checkpoint": checkpoint,
+                  "step": checkpoint_step(trained.run_dir, args.model), "tta": args.tta,
+                  "lwlrap": lwlrap(labels, logits),
+                  "mAP": mean_average_precision(labels, logits)}
+        if f1 is not None:
+            result.update(threshold=args.threshold, micro_f1=micro_f1, macro_f1=macro_f1)
+        result["table"] = str(out)
+        # beside the table, so report can say which model eval-<split>.csv scored
+        atomic_write_text(trained.run_dir / f"eval-{args.split}.json",
+                          json.dumps(result, indent=2) + "\n")
+        print(f"{args.split} lwlrap ({checkpoint}{', TTA' if args.tta else ''}): "
+              f"{result['lwlrap']:.4f}, mAP {result['mAP']:.4f} over {len(manifest)} clips",
+              file=sys.stderr)
+        print(json.dumps(result, indent=2), file=sys.stderr)
         return 0
 
     return run_cli(run)

@@ -13,11 +13,18 @@ no fat_tf needed) with the other formats beside it::
     DIR/export.json                    scoring settings, files, signatures, check results
 
 Every SavedModel and TFLite signature scores *whole clips* the way ``fat_tf.predict``
-and ``fat_tf.evaluate`` do (:func:`fat_tf.inference.score_clips`): each clip is cut into
-sliding windows of ``config.crop_samples`` samples spaced at most ``eval_hop_fraction``
-of a window apart (at most ``max_eval_windows``, spread evenly over long clips; one
-zero-padded window for a clip shorter than a window), every window is scored, window
-logits are pooled (mean or max) and the sigmoid gives probabilities.
+and the Python API (``fat_tf.load``) do: each clip is cut into sliding windows of
+``config.crop_samples`` samples spaced at most ``eval_hop_fraction`` of a window apart
+(the first at the clip's start, the last ending at its end; one zero-padded window for a
+clip shorter than a window), *every* window is scored, however long the clip, window
+logits are pooled (mean or max) and the sigmoid gives probabilities. The SavedModel
+scores the windows :data:`CHUNK_WINDOWS` at a time (a ``tf.while_loop``), so an hour-long
+recording needs the memory of its samples and of one chunk, not of all its windows; the
+TFLite model scores all windows of a call at once (no control flow). Validation during
+training and ``fat_tf.evaluate`` cap windows at ``data.max_eval_windows`` (16, spread
+evenly over a clip longer than about 17 s) to bound batch memory, so their scores of
+longer clips can differ slightly; exports written before version 2 used that cap too
+(``metadata``'s ``max_windows``; 0 means every window).
 
 Signatures (SavedModel and TFLite unless noted; ``B`` clips, ``T`` samples, ``C`` classes):
 
@@ -32,10 +39,23 @@ Signatures (SavedModel and TFLite unless noted; ``B`` clips, ``T`` samples, ``C`
   naming the batch index). Same outputs.
 * ``class_names``: no input; ``class_names`` string ``[C]``.
 * ``metadata``: no input; ``sample_rate``, ``window_samples``, ``hop_samples``,
-  ``max_windows`` (int32 scalars), ``pooling`` (string scalar), ``tta`` (bool scalar).
+  ``max_windows`` (int32 scalars; ``max_windows`` 0: every window), ``pooling`` (string
+  scalar), ``tta`` (bool scalar).
+* ``embeddings`` (SavedModel only): ``waveform`` and ``lengths`` as
+  ``waveform_with_lengths``; returns ``embeddings`` float32 ``[B, D]``, the clip
+  embedding: each window's pooled backbone features (the head's input before its dense
+  layers, :func:`fat_tf.inference.window_embedder`; ``D`` = the last block's channels,
+  512 in the FAT2019 recipe) pooled over the clip's windows like the logits.
+* ``frames`` (SavedModel only): ``waveform`` and ``lengths`` as
+  ``waveform_with_lengths``; returns every window's ``logits`` and ``probabilities``
+  float32 ``[B, W, C]``, ``starts`` and ``ends`` int32 ``[B, W]`` (samples) and ``mask``
+  bool ``[B, W]`` (real windows; ``W`` is the batch's largest window count, padding is
+  zeros): the sound-event-detection view. Pooling the real windows' logits gives the clip
+  logits (except with max pooling and TTA).
 
 The same functions are attributes of the loaded object (``loaded.waveform(x)``,
 ``loaded.waveform_with_lengths(x, lengths)``, ``loaded.wav_bytes(b)``,
+``loaded.embeddings(x, lengths)``, ``loaded.frames(x, lengths)``,
 ``loaded.class_names()``, ``loaded.class_map_path()`` as in YAMNet).
 
 TFLite: inputs are resizable (``shape_signature`` ``[-1, -1]``); a signature runner
@@ -72,12 +92,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fat_tf.cli import run_cli
+from fat_tf.cli import HelpFormatter, prog, run_cli
 from fat_tf.errors import FatTfError
 from fat_tf.files import honour_umask
 
 EXPORT_FORMAT = "fat_tf-export"
-EXPORT_VERSION = 1
+#: 2: every window of a clip is scored (``max_windows`` 0), ``embeddings`` and ``frames``
+#: signatures; version 1 exports (16 windows at most) load and score as before.
+EXPORT_VERSION = 2
 #: Largest accepted |difference| of clip probabilities between the Keras model and a
 #: float32 export (SavedModel, .keras, TFLite); measured differences are ~1e-6.
 FLOAT_TOLERANCE = 1e-4
@@ -85,8 +107,13 @@ FLOAT_TOLERANCE = 1e-4
 #: TFLite model (int8 weights); a larger one is reported as a warning, not an error.
 QUANTIZED_TOLERANCE = 0.05
 #: Signatures of the SavedModel and which of them the TFLite models have.
-SIGNATURES = ("serving_default", "waveform_with_lengths", "wav_bytes", "class_names", "metadata")
+SIGNATURES = ("serving_default", "waveform_with_lengths", "wav_bytes", "class_names", "metadata",
+              "embeddings", "frames")
 TFLITE_SIGNATURES = ("serving_default", "waveform_with_lengths", "class_names", "metadata")
+#: Most windows the SavedModel scores in one call of the tagger; longer inputs are scored
+#: in chunks of this many windows (64 windows of the FAT2019 CNN: about 1 GB of
+#: activations on CPU).
+CHUNK_WINDOWS = 64
 
 
 # ----------------------------------------------------------------------------- the module
@@ -239,9 +266,14 @@ class ScoringSettings:
         sample_rate: audio sample rate in Hz.
         window_samples: window length (``config.crop_samples``).
         hop_samples: largest spacing between windows.
-        max_windows: cap on windows per clip.
+        max_windows: cap on windows per clip (evenly spread over longer clips); ``0``:
+            every window, however long the clip (what ``predict``, the Python API and
+            exports do).
         pooling: ``mean`` or ``max`` over window logits.
         tta: average with the logits of the time-reversed windows.
+        chunk_windows: most windows the SavedModel scores at once (a ``tf.while_loop``
+            over chunks), bounding its memory for long recordings; results do not
+            depend on it.
     """
 
     sample_rate: int
@@ -250,22 +282,27 @@ class ScoringSettings:
     max_windows: int
     pooling: str = "mean"
     tta: bool = False
+    chunk_windows: int = CHUNK_WINDOWS
 
     @classmethod
-    def from_config(cls, config, pooling: str | None = None, tta: bool = False):
-        """The settings :func:`fat_tf.inference.score_clips` uses for ``config``.
+    def from_config(cls, config, pooling: str | None = None, tta: bool = False,
+                    max_windows: int = 0):
+        """Inference settings of ``config``: its window, hop and pooling, and every
+        window of a clip scored (``max_windows=0``; validation during training caps
+        windows at ``config.data.max_eval_windows`` instead).
 
         Args:
             config: a run's :class:`~fat_tf.config.Config`.
             pooling: ``mean`` or ``max`` (default: ``config.data.window_pooling``).
             tta: time-reversal test-time augmentation.
+            max_windows: cap on windows per clip (``0``: every window).
         """
         window = config.crop_samples
         return cls(
             sample_rate=config.frontend.sample_rate,
             window_samples=window,
             hop_samples=max(1, int(window * config.data.eval_hop_fraction)),
-            max_windows=config.data.max_eval_windows,
+            max_windows=max_windows,
             pooling=pooling or config.data.window_pooling,
             tta=tta,
         )
@@ -277,7 +314,8 @@ def _clip_module_class():
     ``--help`` needs no TensorFlow)."""
     import tensorflow as tf
 
-    from fat_tf.inference import waveform_clip_logits
+    from fat_tf.inference import waveform_clip_logits, window_embedder, window_outputs
+    from fat_tf.ops.pooling import pool_windows
 
     class ClipModule(tf.Module):
         """Whole-clip scoring around a Keras tagger, with explicit ``TensorSpec`` s.
@@ -319,6 +357,13 @@ def _clip_module_class():
                     return tagger(x, training=False)
 
             self._window_logits = window_logits
+            # TFLite: every window at once (no control flow, which TFLite's delegates
+            # handle poorly); the SavedModel: chunks of windows (bounded memory).
+            self._chunk = None if tflite else settings.chunk_windows
+            try:
+                self._window_embeddings = window_embedder(tagger)
+            except ValueError:  # not a build_tagger tagger: no embeddings signature
+                self._window_embeddings = None
             if class_map_path is not None:
                 self.class_map_asset = tf.saved_model.Asset(class_map_path)
 
@@ -327,8 +372,87 @@ def _clip_module_class():
             logits = waveform_clip_logits(
                 self._window_logits, waveform, lengths, window=s.window_samples,
                 hop=s.hop_samples, max_windows=s.max_windows, pooling=s.pooling, tta=s.tta,
+                chunk_windows=self._chunk,
             )
             return {"probabilities": tf.math.sigmoid(logits), "logits": logits}
+
+        @property
+        def has_embeddings(self) -> bool:
+            """Whether the tagger has the parts :meth:`embeddings` needs."""
+            return self._window_embeddings is not None
+
+        def _per_window(self, fn, waveform, lengths):
+            """``fn``'s outputs ``[B, W, D]`` on every window (and on the time-reversed
+            windows with TTA), the window starts and the real-window mask."""
+            s = self._settings
+            fns = [fn]
+            if s.tta:
+                fns.append(lambda x: fn(tf.reverse(x, axis=[1])))
+            return window_outputs(fns, waveform, lengths, window=s.window_samples,
+                                  hop=s.hop_samples, max_windows=s.max_windows,
+                                  chunk_windows=self._chunk)
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, None], tf.float32, name="waveform"),
+            tf.TensorSpec([None], tf.int32, name="lengths"),
+        ])
+        def embeddings(self, waveform, lengths):
+            """Clip embeddings ``{"embeddings": [B, D]}`` of clips of different lengths.
+
+            A window's embedding is the head's pooled input (see
+            :func:`fat_tf.inference.window_embedder`); a clip's is pooled over its
+            windows as the logits are (mean or max; TTA averages the two directions).
+            Same input contract as :meth:`waveform_with_lengths`.
+
+            Args:
+                waveform: float32 ``[B, T]``.
+                lengths: int32 ``[B]``, each in ``[1, T]``.
+            """
+            if self._window_embeddings is None:
+                raise ValueError("embeddings need a tagger built by "
+                                 "fat_tf.models.build_tagger (a head with a 'pool' layer)")
+            with tf.control_dependencies(input_checks(waveform, lengths, "embeddings")):
+                waveform = tf.identity(waveform)
+            outputs, _, mask = self._per_window(self._window_embeddings, waveform, lengths)
+            pooled = [pool_windows(o, mask, self._settings.pooling) for o in outputs]
+            clip = pooled[0] if len(pooled) == 1 else 0.5 * (pooled[0] + pooled[1])
+            return {"embeddings": clip}
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, None], tf.float32, name="waveform"),
+            tf.TensorSpec([None], tf.int32, name="lengths"),
+        ])
+        def frames(self, waveform, lengths):
+            """Window-level scores (sound-event detection view) of clips of different
+            lengths: every window that clip scoring pools.
+
+            Returns ``logits`` and ``probabilities`` float32 ``[B, W, C]`` (TTA: the
+            logits averaged with the time-reversed window's), ``starts`` and ``ends``
+            int32 ``[B, W]`` (the window's first sample and one past its last, at most
+            the clip's length) and ``mask`` bool ``[B, W]`` (real windows; ``W`` is the
+            largest window count of the batch, and padded entries hold zeros). Pooling
+            the logits of the real windows (mean or max) gives the clip logits of
+            :meth:`waveform_with_lengths`, except with max pooling and TTA. Same input
+            contract as :meth:`waveform_with_lengths`.
+
+            Args:
+                waveform: float32 ``[B, T]``.
+                lengths: int32 ``[B]``, each in ``[1, T]``.
+            """
+            with tf.control_dependencies(input_checks(waveform, lengths, "frames")):
+                waveform = tf.identity(waveform)
+            outputs, starts, mask = self._per_window(
+                lambda x: self._window_logits(x, training=False), waveform, lengths)
+            logits = outputs[0] if len(outputs) == 1 else 0.5 * (outputs[0] + outputs[1])
+            real = mask[:, :, None]
+            ends = tf.minimum(starts + self._settings.window_samples, lengths[:, None])
+            return {
+                "logits": logits,
+                "probabilities": tf.where(real, tf.math.sigmoid(logits), 0.0),
+                "starts": starts,
+                "ends": tf.where(mask, ends, 0),
+                "mask": mask,
+            }
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
         def waveform(self, waveform):
@@ -427,13 +551,17 @@ def _clip_module_class():
                 "wav_bytes": self.wav_bytes,
                 "class_names": self.class_names,
                 "metadata": self.metadata,
+                "embeddings": self.embeddings,
+                "frames": self.frames,
             }
+            if self._window_embeddings is None:  # a tagger without the build_tagger parts
+                keys = [k for k in keys if k != "embeddings"]
             return {k: functions[k].get_concrete_function() for k in keys}
 
     return ClipModule
 
 
-def input_checks(waveform, lengths) -> list:
+def input_checks(waveform, lengths, name: str = "waveform_with_lengths") -> list:
     """In-graph checks of ``waveform_with_lengths``' input (the contract in the README).
 
     ``lengths`` must hold one entry per waveform row, each ``>= 1`` (an empty clip has
@@ -444,6 +572,7 @@ def input_checks(waveform, lengths) -> list:
     Args:
         waveform: float32 ``[B, T]``.
         lengths: int32 ``[B]``.
+        name: the signature named in the messages.
 
     Returns:
         the assert ops, for ``tf.control_dependencies``.
@@ -453,7 +582,7 @@ def input_checks(waveform, lengths) -> list:
     rows, samples = tf.shape(waveform)[0], tf.shape(waveform)[1]
     count = tf.shape(lengths)[0]
     same = tf.debugging.Assert(tf.equal(count, rows), [tf.strings.join([
-        "waveform_with_lengths: lengths has ", tf.strings.as_string(count),
+        f"{name}: lengths has ", tf.strings.as_string(count),
         " entries but waveform has ", tf.strings.as_string(rows),
         " rows; give one length per row"])])
     with tf.control_dependencies([same]):  # the checks below index rows by lengths
@@ -464,14 +593,14 @@ def input_checks(waveform, lengths) -> list:
     return [
         same,
         tf.debugging.Assert(shortest >= 1, [tf.strings.join([
-            "waveform_with_lengths: a length is ", tf.strings.as_string(shortest),
+            f"{name}: a length is ", tf.strings.as_string(shortest),
             "; every clip needs at least 1 sample (lengths must be > 0)"])]),
         tf.debugging.Assert(longest <= samples, [tf.strings.join([
-            "waveform_with_lengths: a length is ", tf.strings.as_string(longest),
+            f"{name}: a length is ", tf.strings.as_string(longest),
             " but waveform has only ", tf.strings.as_string(samples),
             " samples per row (lengths must be <= samples)"])]),
         tf.debugging.Assert(finite, [
-            "waveform_with_lengths: waveform holds NaN or infinite samples"]),
+            f"{name}: waveform holds NaN or infinite samples"]),
     ]
 
 
@@ -560,9 +689,26 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
 
 
+def tflite_interpreter_class() -> tuple[type, str]:
+    """The TFLite interpreter to use: LiteRT's (``pip install ai-edge-litert``, the
+    runtime that replaces ``tf.lite.Interpreter``, which TF 2.21 deprecates) when it is
+    installed, else TensorFlow's own.
+
+    Returns:
+        ``(Interpreter class, "ai_edge_litert" or "tf.lite")``.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter, "tf.lite"
+    return Interpreter, "ai_edge_litert"
+
+
 def tflite_runner(path: str | Path, signature: str = "waveform_with_lengths"):
     """A TFLite signature runner (LiteRT's ``ai_edge_litert`` when installed, else
-    ``tf.lite``).
+    ``tf.lite``; see :func:`tflite_interpreter_class`).
 
     Args:
         path: a ``.tflite`` file.
@@ -571,15 +717,10 @@ def tflite_runner(path: str | Path, signature: str = "waveform_with_lengths"):
     Returns:
         callable taking the signature's inputs as keyword numpy arrays.
     """
-    import tensorflow as tf
-
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        Interpreter = tf.lite.Interpreter  # noqa: N806
+    interpreter_class, _ = tflite_interpreter_class()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-        interpreter = Interpreter(model_path=str(path))
+        interpreter = interpreter_class(model_path=str(path))
     return interpreter.get_signature_runner(signature)
 
 
@@ -589,7 +730,8 @@ def check_clips(folder: Path, settings: ScoringSettings, data_dir: Path | None,
     """Write synthetic check clips (16-bit WAV) and pick a few real ones.
 
     The synthetic clips cover every windowing case: shorter than a window, exactly one
-    window, one sample more (two windows), and long enough to hit the window cap.
+    window, one sample more (two windows), and long enough to hit the window cap (with
+    no cap: to be scored in more than one chunk of ``chunk_windows`` windows).
 
     Args:
         folder: where to write the synthetic WAV files.
@@ -603,7 +745,8 @@ def check_clips(folder: Path, settings: ScoringSettings, data_dir: Path | None,
     import wave
 
     w, h, rate = settings.window_samples, settings.hop_samples, settings.sample_rate
-    lengths = [max(1, w // 3), w, w + 1, w + h * (settings.max_windows + 2)]
+    many = settings.max_windows or settings.chunk_windows
+    lengths = [max(1, w // 3), w, w + 1, w + h * (many + 2)]
     rng = np.random.default_rng(0)
     paths = []
     folder.mkdir(parents=True, exist_ok=True)
@@ -668,8 +811,36 @@ def pad_batch(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return batch, lengths
 
 
+def pool_frames(logits: np.ndarray, mask: np.ndarray, pooling: str = "mean") -> np.ndarray:
+    """Clip logits ``[B, C]`` from window logits ``[B, W, C]``, as the clip scoring pools
+    them (NumPy; :func:`fat_tf.ops.pooling.pool_windows` in the graph).
+
+    Args:
+        logits: window logits (the ``frames`` signature's).
+        mask: bool ``[B, W]`` real windows.
+        pooling: ``mean`` or ``max``.
+    """
+    logits = np.asarray(logits, np.float64)
+    mask = np.asarray(mask, bool)[..., None]
+    if pooling == "max":
+        return np.where(mask, logits, -np.inf).max(axis=1)
+    return (logits * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+
+
+def windows_text(settings: ScoringSettings) -> str:
+    """``every window`` or ``up to N windows`` (spread evenly over longer clips).
+
+    Args:
+        settings: the scoring settings.
+    """
+    if not settings.max_windows:
+        return "every window"
+    return f"up to {settings.max_windows} windows (spread evenly over longer clips)"
+
+
 def check_export(folder: Path, reference: np.ndarray, paths: Sequence[str],
-                 settings: ScoringSettings, config) -> dict[str, float]:
+                 settings: ScoringSettings, config,
+                 embeddings: np.ndarray | None = None) -> dict[str, float]:
     """Reload every written format and measure its largest probability difference.
 
     Args:
@@ -679,11 +850,16 @@ def check_export(folder: Path, reference: np.ndarray, paths: Sequence[str],
         paths: the check clips.
         settings: the scoring settings.
         config: the run config (for re-scoring the reloaded ``.keras`` file).
+        embeddings: ``[N, D]`` clip embeddings of the Keras model on ``paths`` (adds
+            ``saved_model_embeddings``, their largest difference relative to the
+            largest embedding value).
 
     Returns:
         ``{format: max |p - reference|}`` for ``saved_model`` (padded batch with
         lengths), ``saved_model_default`` (one clip at a time), ``saved_model_wav_bytes``,
-        ``keras``, ``tflite`` (and ``tflite_default``), ``tflite_quantized`` when present.
+        ``keras``, ``tflite`` (and ``tflite_default``), ``tflite_quantized`` when present,
+        ``saved_model_frames`` (the ``frames`` signature's window logits pooled as the
+        clip's; not with max pooling and TTA).
     """
     import keras
     import tensorflow as tf
@@ -707,10 +883,22 @@ def check_export(folder: Path, reference: np.ndarray, paths: Sequence[str],
     data = [Path(p).read_bytes() for p in paths]
     record("saved_model_wav_bytes",
            loaded.signatures["wav_bytes"](wav_bytes=tf.constant(data))["probabilities"].numpy())
+    if not (settings.tta and settings.pooling == "max"):
+        frames = loaded.signatures["frames"](waveform=tf.constant(waveform),
+                                             lengths=tf.constant(lengths))
+        record("saved_model_frames", sigmoid(pool_frames(
+            frames["logits"].numpy(), frames["mask"].numpy(), settings.pooling)))
+    if embeddings is not None:
+        got = loaded.signatures["embeddings"](waveform=tf.constant(waveform),
+                                              lengths=tf.constant(lengths))["embeddings"]
+        scale = max(1.0, float(np.max(np.abs(embeddings), initial=0.0)))
+        diffs["saved_model_embeddings"] = float(
+            np.max(np.abs(got.numpy() - embeddings), initial=0.0)) / scale
     names = [n.decode() for n in loaded.signatures["class_names"]()["class_names"].numpy()]
     reloaded = keras.models.load_model(folder / "model.keras", compile=False)
     record("keras", sigmoid(score_clips(reloaded, paths, config, settings.pooling,
-                                        settings.tta, verbose=0)))
+                                        settings.tta, verbose=0, batch_size=1,
+                                        max_windows=settings.max_windows)))
     for name, file in (("tflite", "model.tflite"), ("tflite_quantized", "model_quantized.tflite")):
         if (folder / file).exists():
             runner = tflite_runner(folder / file)
@@ -783,7 +971,7 @@ def export_run(
         class_file = scratch / "class_names.txt"
         class_file.write_text("\n".join(names) + "\n", encoding="utf-8")
         log(f"writing SavedModel ({len(names)} classes, window {settings.window_samples} "
-            f"samples, hop {settings.hop_samples}, up to {settings.max_windows} windows, "
+            f"samples, hop {settings.hop_samples}, {windows_text(settings)}, "
             f"{settings.pooling} pooling{', TTA' if tta else ''})")
         module = make_clip_module(model, names, settings, class_map_path=str(class_file))
         write_saved_model(module, tmp)
@@ -825,9 +1013,15 @@ def export_run(
 
         log("checking the exported models against the Keras model")
         paths = check_clips(scratch / "clips", settings, trained.data_dir)
+        # one clip per batch: the long check clip's windows are all scored at once here
         reference = sigmoid(score_clips(model, paths, trained.config, settings.pooling, tta,
+                                        max_windows=settings.max_windows, batch_size=1,
                                         verbose=0))
-        diffs = check_export(tmp, reference, paths, settings, trained.config)
+        embeddings = None
+        if module.has_embeddings:
+            waveform, lengths = read_waveforms(paths, settings.sample_rate)
+            embeddings = module.embeddings(waveform, lengths)["embeddings"].numpy()
+        diffs = check_export(tmp, reference, paths, settings, trained.config, embeddings)
         if not diffs.pop("_class_names_ok"):
             raise ExportError("the SavedModel's class_names signature differs from the run's")
         bad = {k: v for k, v in diffs.items()
@@ -843,6 +1037,8 @@ def export_run(
             "quantized_tolerance": QUANTIZED_TOLERANCE,
             "max_abs_diff_probabilities": diffs,
         }
+        if tflite:  # which runtime ran the TFLite check
+            info["check"]["tflite_interpreter"] = tflite_interpreter_class()[1]
         quantized_diff = diffs.get("tflite_quantized")
         if quantized_diff is not None and not quantized_diff <= QUANTIZED_TOLERANCE:
             info["check"]["warning"] = (
@@ -881,6 +1077,16 @@ def signature_table(tflite: bool = True) -> dict:
         "metadata": {"inputs": {}, "outputs": {
             "sample_rate": "int32 []", "window_samples": "int32 []", "hop_samples": "int32 []",
             "max_windows": "int32 []", "pooling": "string []", "tta": "bool []"}},
+        "embeddings": {"inputs": {"waveform": "float32 [batch, samples]",
+                                  "lengths": "int32 [batch]"},
+                       "outputs": {"embeddings": "float32 [batch, embedding_size]"}},
+        "frames": {"inputs": {"waveform": "float32 [batch, samples]",
+                              "lengths": "int32 [batch]"},
+                   "outputs": {"logits": "float32 [batch, windows, n_classes]",
+                               "probabilities": "float32 [batch, windows, n_classes]",
+                               "starts": "int32 [batch, windows]",
+                               "ends": "int32 [batch, windows]",
+                               "mask": "bool [batch, windows]"}},
     }
     for key, entry in table.items():
         entry["tflite"] = tflite and key in TFLITE_SIGNATURES
@@ -992,13 +1198,40 @@ class ExportedModel:
             waveform: float32 ``[B, T]``.
             lengths: int32 ``[B]``.
         """
+        return self._call("waveform_with_lengths", waveform, lengths)["logits"]
+
+    def embeddings(self, waveform: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Clip embeddings ``[B, D]`` of a padded batch (the ``embeddings`` signature).
+
+        Args:
+            waveform: float32 ``[B, T]``.
+            lengths: int32 ``[B]``.
+        """
+        return self._call("embeddings", waveform, lengths)["embeddings"]
+
+    def frames(self, waveform: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+        """Window-level outputs of a padded batch (the ``frames`` signature): ``logits``,
+        ``probabilities`` ``[B, W, C]``, ``starts``, ``ends``, ``mask`` ``[B, W]``.
+
+        Args:
+            waveform: float32 ``[B, T]``.
+            lengths: int32 ``[B]``.
+        """
+        return self._call("frames", waveform, lengths)
+
+    def _call(self, signature: str, waveform: np.ndarray, lengths: np.ndarray) -> dict:
         import tensorflow as tf
 
+        from fat_tf.errors import FatTfError
 
-        fn = self.module.signatures["waveform_with_lengths"]
+        fn = self.module.signatures.get(signature)
+        if fn is None:
+            raise FatTfError(f"{self.path}: this export has no {signature!r} signature "
+                             "(written by an older fat_tf); export the run again with "
+                             "python -m fat_tf.export")
         out = fn(waveform=tf.constant(waveform, tf.float32),
                  lengths=tf.constant(lengths, tf.int32))
-        return out["logits"].numpy()
+        return {k: v.numpy() for k, v in out.items()}
 
 
 def is_export_dir(path: str | Path) -> bool:
@@ -1040,16 +1273,18 @@ def load_exported(path: str | Path) -> ExportedModel:
 
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``python -m fat_tf.export``."""
+    """The command-line interface of ``fat-tf export``."""
+    from fat_tf.config import WINDOW_POOLINGS
+
     parser = argparse.ArgumentParser(
-        prog="python -m fat_tf.export",
+        prog=prog("export"),
         description="Export a trained run as a SavedModel that scores whole clips (raw "
                     "waveform or WAV bytes in, per-class probabilities out), a .keras file "
                     "and TFLite models; the export is reloaded and checked against the "
                     "Keras model before it is put in place.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("run_dir", help="run folder written by python -m fat_tf.train")
+    parser.add_argument("run_dir", help="run folder written by fat-tf train")
     parser.add_argument("--out", required=True, help="export folder to create")
     parser.add_argument("--model", default="best", choices=["best", "final"],
                         help="which saved model of the run to export")
@@ -1057,7 +1292,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write a dynamic-range quantised TFLite model")
     parser.add_argument("--no-tflite", dest="tflite", action="store_false",
                         help="skip the TFLite models")
-    parser.add_argument("--pooling", default=None, choices=["mean", "max"],
+    parser.add_argument("--pooling", default=None, choices=WINDOW_POOLINGS,
                         help="window pooling baked into the export (default: the run's config)")
     parser.add_argument("--tta", action="store_true",
                         help="bake time-reversal test-time augmentation into the export")

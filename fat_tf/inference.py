@@ -110,24 +110,29 @@ def score_clips(
     tta: bool = False,
     batch_size: int | None = None,
     verbose: int | str = "auto",
+    max_windows: int | None = None,
 ) -> np.ndarray:
     """Clip logits ``[N, C]`` of whole clips, pooled over sliding windows.
 
     Args:
         model: tagger, waveform ``[B, L]`` -> logits ``[B, C]``.
-        paths: WAV files (mono, at ``config.frontend.sample_rate``).
+        paths: audio files (any format :mod:`fat_tf.audio_io` reads, converted as in training).
         config: the run config (window length, hop, window cap, pooling).
         pooling: ``mean`` or ``max`` (default: ``config.data.window_pooling``).
         tta: also score the time-reversed clips and average the two clip logits.
         batch_size: clips per batch (default: ``config.data.eval_batch_size``).
         verbose: Keras progress bar setting.
+        max_windows: cap on windows per clip (default: ``config.data.max_eval_windows``,
+            as validation during training); ``0``: every window, as ``predict``, the
+            Python API and the export score clips.
     """
     pooling = pooling or config.data.window_pooling
     window = config.crop_samples
+    cap = config.data.max_eval_windows if max_windows is None else window_cap(max_windows)
     ds = pipeline.evaluation_dataset(
         paths, None, sample_rate=config.frontend.sample_rate, window_samples=window,
         hop_samples=max(1, int(window * config.data.eval_hop_fraction)),
-        max_windows=config.data.max_eval_windows,
+        max_windows=cap,
         batch_size=batch_size or config.data.eval_batch_size,
     )
     scorer = ClipScorer(model, pooling, tta)
@@ -195,42 +200,61 @@ def batch_window_starts(
     return starts, mask
 
 
-def waveform_clip_logits(
-    tagger,
+#: ``max_windows`` meaning "every window": larger than any clip's window count.
+NO_CAP = 2**30
+
+
+def window_cap(max_windows: int | None) -> int:
+    """The window cap to compute with: ``max_windows``, or :data:`NO_CAP` for ``None``
+    or ``0`` (score every window).
+
+    Args:
+        max_windows: a cap on windows per clip, or ``None``/``0`` for none.
+    """
+    return int(max_windows) if max_windows and max_windows > 0 else NO_CAP
+
+
+def window_outputs(
+    fns: Sequence,
     waveform: tf.Tensor,
     lengths: tf.Tensor,
     *,
     window: int,
     hop: int,
-    max_windows: int,
-    pooling: str = "mean",
-    tta: bool = False,
-) -> tf.Tensor:
-    """Clip logits of a padded batch of waveforms, computed in one graph.
+    max_windows: int | None,
+    chunk_windows: int | None = None,
+) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
+    """Per-window outputs of a padded batch of waveforms, computed in one graph.
 
-    The same scoring as :func:`score_clips` (sliding windows of :func:`window_starts`,
-    zero-padded when a clip is shorter than a window, logits pooled over the real windows,
-    optional time-reversal TTA) but from tensors instead of files: only the real windows
-    of every clip are cut (``tf.gather``) and scored in one call of ``tagger``, and their
-    logits are scattered back to ``[batch, W, C]`` for :func:`fat_tf.ops.pooling.pool_windows`.
+    Every clip is cut into the sliding windows of :func:`batch_window_starts` (zero-padded
+    when a clip is shorter than a window); only the real windows of the batch are cut
+    (``tf.gather``) and given to every function of ``fns``, and their outputs are
+    scattered back to ``[batch, W, D]`` (zeros where a clip has fewer than ``W``
+    windows).
+
+    With ``chunk_windows`` the real windows are scored ``chunk_windows`` at a time in a
+    ``tf.while_loop``, so memory is bounded by one chunk's activations, whatever the
+    length of the clips (a long recording scored window by window); without, all of them
+    in one call (no control flow, for TFLite).
 
     Args:
-        tagger: callable, waveform ``[N, window]`` -> logits ``[N, C]`` (called with
-            ``training=False``).
+        fns: callables, windows ``[N, window]`` -> float ``[N, D_k]``.
         waveform: float32 ``[batch, samples]``; row ``i`` holds clip ``i`` in its first
             ``lengths[i]`` samples (what follows is ignored).
         lengths: int32 ``[batch]`` real lengths, clipped to ``[0, samples]``.
         window: window length in samples.
         hop: largest spacing between windows.
-        max_windows: cap on windows per clip.
-        pooling: ``mean`` or ``max`` over windows.
-        tta: average with the logits of the time-reversed windows.
+        max_windows: cap on windows per clip (evenly spread over longer clips);
+            ``None`` or ``0``: every window.
+        chunk_windows: most windows per call of a function (``None``: all at once).
 
     Returns:
-        float32 ``[batch, C]`` clip logits.
+        ``(outputs, starts, mask)``: one float32 ``[batch, W, D_k]`` per function, int32
+        ``[batch, W]`` window start offsets (0 where padded) and the bool ``[batch, W]``
+        real-window mask.
 
-    Windows are cut with one ``tf.gather`` from the flattened batch, so a batch may hold
-    up to ``2**31`` samples in all (13 h at 44.1 kHz).
+    Windows are cut with ``tf.gather`` from the flattened batch, so a batch may hold up
+    to ``2**31`` samples in all (13 h at 44.1 kHz).
     """
     waveform = tf.cast(waveform, tf.float32)
     samples = tf.shape(waveform)[1]
@@ -241,26 +265,114 @@ def waveform_clip_logits(
     waveform = tf.where(inside, waveform, tf.zeros_like(waveform))
     padded = tf.maximum(samples, window)
     waveform = tf.pad(waveform, [[0, 0], [0, padded - samples]])
-    starts, mask = batch_window_starts(lengths, window, hop, max_windows)
+    starts, mask = batch_window_starts(lengths, window, hop, window_cap(max_windows))
     real = tf.where(mask)  # [N, 2] (clip, window), row-major
     clip_index = tf.cast(real[:, 0], tf.int32)
     offsets = clip_index * padded + tf.gather_nd(starts, real)
     flat = tf.reshape(waveform, [-1])
-    windows = tf.gather(flat, offsets[:, None] + tf.range(window)[None, :])
-    # An empty batch has no windows; some kernels fail on empty inputs, so score one
-    # dummy zero window then (no control flow, which TFLite's delegates handle poorly).
-    count = tf.shape(windows)[0]
-    windows = tf.pad(windows, [[0, tf.maximum(1 - count, 0)], [0, 0]])
-    logits = tf.cast(tagger(windows, training=False), tf.float32)[:count]
+    count = tf.shape(offsets)[0]
+
+    def score(part):
+        windows = tf.gather(flat, part[:, None] + tf.range(window)[None, :])
+        # An empty batch has no windows; some kernels fail on empty inputs, so score one
+        # dummy zero window then (no control flow, which TFLite's delegates handle poorly).
+        n = tf.shape(windows)[0]
+        windows = tf.pad(windows, [[0, tf.maximum(1 - n, 0)], [0, 0]])
+        return [tf.cast(fn(windows), tf.float32)[:n] for fn in fns]
+
+    if not chunk_windows:
+        outputs = score(offsets)
+    else:
+        chunk = int(chunk_windows)
+        steps = tf.maximum(1, (count + chunk - 1) // chunk)
+        arrays = [tf.TensorArray(tf.float32, size=steps, infer_shape=False,
+                                 element_shape=tf.TensorShape([None, None])) for _ in fns]
+
+        def body(i, *arrays):
+            parts = score(offsets[i * chunk : (i + 1) * chunk])
+            return (i + 1, *[a.write(i, p) for a, p in zip(arrays, parts)])
+
+        _, *arrays = tf.while_loop(lambda i, *_: i < steps, body, [tf.constant(0), *arrays])
+        outputs = [a.concat() for a in arrays]
+    batch_shape = tf.shape(mask, out_type=tf.int64)
+    scattered = [tf.scatter_nd(real, out, tf.concat([batch_shape, tf.shape(out, tf.int64)[1:]],
+                                                    0)) for out in outputs]
+    return scattered, starts, mask
+
+
+def waveform_clip_logits(
+    tagger,
+    waveform: tf.Tensor,
+    lengths: tf.Tensor,
+    *,
+    window: int,
+    hop: int,
+    max_windows: int | None,
+    pooling: str = "mean",
+    tta: bool = False,
+    chunk_windows: int | None = None,
+) -> tf.Tensor:
+    """Clip logits of a padded batch of waveforms, computed in one graph.
+
+    The same scoring as :func:`score_clips` (sliding windows of :func:`window_starts`,
+    zero-padded when a clip is shorter than a window, logits pooled over the real windows,
+    optional time-reversal TTA) but from tensors instead of files: the window logits of
+    :func:`window_outputs` are pooled with :func:`fat_tf.ops.pooling.pool_windows`.
+
+    Args:
+        tagger: callable, waveform ``[N, window]`` -> logits ``[N, C]`` (called with
+            ``training=False``).
+        waveform: float32 ``[batch, samples]``; row ``i`` holds clip ``i`` in its first
+            ``lengths[i]`` samples (what follows is ignored).
+        lengths: int32 ``[batch]`` real lengths, clipped to ``[0, samples]``.
+        window: window length in samples.
+        hop: largest spacing between windows.
+        max_windows: cap on windows per clip; ``None`` or ``0``: every window.
+        pooling: ``mean`` or ``max`` over windows.
+        tta: average with the logits of the time-reversed windows.
+        chunk_windows: most windows scored per call of ``tagger`` (see
+            :func:`window_outputs`; ``None``: all at once).
+
+    Returns:
+        float32 ``[batch, C]`` clip logits.
+    """
+    fns = [lambda x: tagger(x, training=False)]
     if tta:
-        reversed_logits = tf.cast(tagger(tf.reverse(windows, axis=[1]), training=False),
-                                  tf.float32)[:count]
-    shape = tf.concat([tf.shape(mask, out_type=tf.int64), tf.shape(logits, tf.int64)[1:]], 0)
-    clip = pool_windows(tf.scatter_nd(real, logits, shape), mask, pooling)
+        fns.append(lambda x: tagger(tf.reverse(x, axis=[1]), training=False))
+    outputs, _, mask = window_outputs(fns, waveform, lengths, window=window, hop=hop,
+                                      max_windows=max_windows, chunk_windows=chunk_windows)
+    clip = pool_windows(outputs[0], mask, pooling)
     if tta:
-        reversed_clip = pool_windows(tf.scatter_nd(real, reversed_logits, shape), mask,
-                                           pooling)
-        clip = 0.5 * (clip + reversed_clip)
+        clip = 0.5 * (clip + pool_windows(outputs[1], mask, pooling))
     return clip
 
 
+def window_embedder(tagger: keras.Model):
+    """The clip-embedding function of a tagger built by :func:`fat_tf.models.build_tagger`.
+
+    The embedding of a window is the head's pooled input: the backbone's feature map
+    ``[frames, mels, channels]`` pooled by the head's first layer
+    (:class:`fat_tf.models.GlobalTimeFreqPool`, layer ``pool``) to ``[channels]``, the
+    vector the head's dense layers turn into logits (512 values in the FAT2019 recipe).
+
+    Args:
+        tagger: the tagger (layers ``logmel``, ``augment``, ``classifier``; the classifier
+            has ``backbone`` and ``head``, the head a ``pool`` layer).
+
+    Returns:
+        callable, waveform ``[N, window]`` -> float ``[N, channels]`` (inference mode).
+
+    Raises:
+        ValueError: the tagger lacks these layers.
+    """
+    from fat_tf.models.tagger import tagger_parts
+
+    logmel, augment, classifier = tagger_parts(tagger)
+    backbone = classifier.get_layer("backbone")
+    pool = classifier.get_layer("head").get_layer("pool")
+
+    def embed(x, training=False):
+        features = backbone(augment(logmel(x), training=False), training=False)
+        return pool(features)
+
+    return embed

@@ -6,8 +6,9 @@ What is scored:
   FAT2019-layout dataset's ``sample_submission.csv`` (default: the dataset the run was
   trained on), written as a Kaggle submission;
 * ``python -m fat_tf.predict MODEL a.wav b.flac folder/ --files-from list.txt``: audio
-  files, folders of audio files (``.wav .flac .ogg .mp3``, not recursive) and files
-  listed one per line in a text file (``-`` reads the list from stdin).
+  files, folders of audio files (:data:`fat_tf.audio_io.AUDIO_EXTENSIONS`, not
+  recursive) and files listed one per line in a text file (``-`` reads the list from
+  stdin).
 
 ``MODEL`` is a run folder (``python -m fat_tf.train``) or an export folder
 (``python -m fat_tf.export``, a SavedModel). Every clip is scored whole, whatever its
@@ -15,15 +16,19 @@ length: sliding windows, window logits pooled (mean or max), optional time-rever
 then the sigmoid (:func:`fat_tf.inference.waveform_clip_logits`, the computation inside
 the exported SavedModel).
 
-WAV files (16-bit PCM, mono, at the model's sample rate) are read natively; other
-formats and sample rates need the optional extra ``pip install "fat_tf[io]"`` (see
-:mod:`fat_tf.audio_io`). Each file is checked before it is decoded; a bad file is
+Any format libsndfile reads is accepted (WAV of any sample format, FLAC, Ogg Vorbis/Opus,
+MP3...): 16-bit PCM mono WAV at the model's sample rate is decoded as in training, anything
+else is averaged to mono and resampled to the model's rate (see :mod:`fat_tf.audio_io`).
+Each file is checked before it is decoded; a bad file is
 reported (its path and the problem) and skipped, the others are written, and the exit
 status is then 1.
 
 Output: ``--format csv`` (default) writes the submission format (``fname`` then one
 probability column per class, in class order); ``--format json`` writes the ``--top-k``
-labels of each clip, ranked by logit, and the list of files that failed.
+labels of each clip, ranked by logit, and the list of files that failed. ``--threshold P``
+adds the multi-label decisions: the classes with probability >= P, in a last CSV column
+``labels`` (comma-separated and quoted, like ``train_curated.csv``) or a ``labels`` list
+per clip in JSON.
 """
 
 from __future__ import annotations
@@ -40,24 +45,55 @@ from pathlib import Path
 
 import numpy as np
 
-from fat_tf.cli import run_cli
+from fat_tf.cli import HelpFormatter, probability_threshold, prog, run_cli
 
 DEFAULT_OUT = {"csv": "submission.csv", "json": "predictions.json"}
 
 
-def submission_csv(fnames, class_names, probabilities: np.ndarray) -> str:
+def submission_csv(fnames, class_names, probabilities: np.ndarray,
+                   threshold: float | None = None) -> str:
     """The text of a submission: ``fname`` then one probability column per class.
 
     Args:
         fnames: clip file names, in row order.
         class_names: column names after ``fname``.
         probabilities: ``[N, C]`` probabilities.
+        threshold: if given, a last column ``labels`` lists the classes whose probability
+            is at least ``threshold``, comma-separated (quoted, as in
+            ``train_curated.csv``; empty when none is).
     """
     out = io.StringIO()
-    out.write(",".join(["fname", *class_names]) + "\n")
+    header = ["fname", *class_names]
+    if threshold is not None:
+        if "labels" in class_names:
+            from fat_tf.errors import FatTfError
+
+            raise FatTfError("a class is called 'labels', the name of --threshold's column")
+        header.append("labels")
+    out.write(",".join(header) + "\n")
     for fname, row in zip(fnames, probabilities):
-        out.write(fname + "," + ",".join(f"{p:.6g}" for p in row) + "\n")
+        out.write(fname + "," + ",".join(f"{p:.6g}" for p in row))
+        if threshold is not None:
+            labels = ",".join(decided_labels(class_names, row, threshold))
+            if "," in labels or '"' in labels:  # quoted as a CSV cell
+                labels = '"' + labels.replace('"', '""') + '"'
+            out.write("," + labels)
+        out.write("\n")
     return out.getvalue()
+
+
+def decided_labels(class_names: Sequence[str], probabilities, threshold: float) -> list[str]:
+    """The multi-label decision of one clip: the classes with ``probability >= threshold``,
+    most probable first.
+
+    Args:
+        class_names: the C class names.
+        probabilities: ``[C]`` probabilities of the clip.
+        threshold: the decision threshold.
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    order = np.argsort(-probabilities, kind="stable")
+    return [class_names[j] for j in order if probabilities[j] >= threshold]
 
 
 def top_k_json(
@@ -67,6 +103,7 @@ def top_k_json(
     k: int,
     errors: Sequence[tuple[str, str]] = (),
     model: str = "",
+    threshold: float | None = None,
 ) -> str:
     """JSON text with the ``k`` best labels of every clip (ranked by logit) and the errors.
 
@@ -77,6 +114,9 @@ def top_k_json(
         k: labels per clip (``k <= 0`` or ``k >= C``: all, ranked).
         errors: ``(file, message)`` of the files that could not be scored.
         model: the model folder, recorded in the output.
+        threshold: if given, each prediction also has ``labels``: every class with
+            ``probability >= threshold``, most probable first (not limited to ``k``),
+            and the output records ``threshold``.
 
     Returns:
         ``{"model", "classes", "top_k", "predictions": [{"file", "fname", "top": [{"label",
@@ -93,10 +133,13 @@ def top_k_json(
             "top": [{"label": class_names[j], "probability": float(sigmoid(row[j])),
                      "logit": float(row[j])} for j in order],
         })
+        if threshold is not None:
+            predictions[-1]["labels"] = decided_labels(class_names, sigmoid(row), threshold)
     result = {
         "model": model,
         "classes": len(class_names),
         "top_k": k,
+        **({} if threshold is None else {"threshold": threshold}),
         "predictions": predictions,
         "errors": [{"file": f, "error": m} for f, m in errors],
     }
@@ -235,6 +278,14 @@ class RunModel:
         """
         return self._module.waveform_with_lengths(waveform, lengths)["logits"].numpy()
 
+    def embeddings(self, waveform: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Clip embeddings ``[B, D]`` (the head's input pooled over windows) of a batch."""
+        return self._module.embeddings(waveform, lengths)["embeddings"].numpy()
+
+    def frames(self, waveform: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+        """Window-level outputs of a batch (the export's ``frames`` signature)."""
+        return {k: v.numpy() for k, v in self._module.frames(waveform, lengths).items()}
+
 
 def load_model(path: str, which: str | None, pooling: str | None, tta: bool):
     """Open a run folder (:class:`RunModel`) or an export folder
@@ -341,22 +392,25 @@ def score(model, clips: Sequence[Clip], batch_size: int = 16, progress: bool = F
 
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``python -m fat_tf.predict``."""
+    """The command-line interface of ``fat-tf predict``."""
+    from fat_tf.config import WINDOW_POOLINGS
+
     parser = argparse.ArgumentParser(
-        prog="python -m fat_tf.predict",
+        prog=prog("predict"),
         description="Score whole audio clips with a trained run or an exported model and "
                     "write a Kaggle-format CSV (fname + one probability column per class) "
                     "or JSON with the top-k labels. Without AUDIO arguments, scores the "
                     "test clips of a FAT2019-layout dataset (--data, default: the run's). "
                     "Bad files are reported and skipped; the exit status is then 1.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("run_dir", metavar="MODEL_DIR",
                         help="run folder (python -m fat_tf.train) or export folder "
                              "(python -m fat_tf.export)")
     parser.add_argument("inputs", nargs="*", metavar="AUDIO",
-                        help="audio files and folders of audio files (.wav natively; .flac, "
-                             ".ogg, .mp3 and other sample rates with fat_tf[io])")
+                        help="audio files and folders of audio files (WAV, FLAC, Ogg "
+                             "Vorbis/Opus, MP3, AIFF; any rate, mono or not: converted to "
+                             "mono at the model's rate)")
     parser.add_argument("--files-from", default=None, metavar="LIST",
                         help="text file listing audio files, one per line ('-': stdin)")
     parser.add_argument("--data", default=None,
@@ -370,9 +424,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "errors (default: from --out's extension, else csv)")
     parser.add_argument("--top-k", type=int, default=5,
                         help="labels per clip in JSON output (0: all, ranked)")
+    parser.add_argument("--threshold", type=probability_threshold, default=None,
+                        metavar="P",
+                        help="multi-label decisions: the classes with probability >= P "
+                             "are a clip's labels, in a last CSV column 'labels' "
+                             "(comma-separated, as in train_curated.csv) or a 'labels' "
+                             "list per clip in JSON (default: probabilities only)")
     parser.add_argument("--model", default=None, choices=["best", "final"],
                         help="which saved model of a run folder to use (default: best)")
-    parser.add_argument("--pooling", default=None, choices=["mean", "max"],
+    parser.add_argument("--pooling", default=None, choices=WINDOW_POOLINGS,
                         help="window pooling (default: the run's config; fixed in exports)")
     parser.add_argument("--tta", action="store_true",
                         help="average with the time-reversed clips (run folders)")
@@ -438,10 +498,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if fmt == "json":
             text = top_k_json(scored, model.class_names, logits, args.top_k, errors,
-                              str(model.path))
+                              str(model.path), threshold=args.threshold)
         else:
             text = submission_csv([c.name for c in scored], model.class_names,
-                                  sigmoid(logits))
+                                  sigmoid(logits), threshold=args.threshold)
         if to_stdout:
             sys.stdout.write(text)
         else:

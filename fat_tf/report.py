@@ -3,13 +3,20 @@
 Reads the run folders written by ``python -m fat_tf.train`` and writes, into ``--out``:
 
 * ``runs.csv`` / ``runs.md`` — one row per run: method, the settings in which the runs
-  differ, final and best validation lwlrap (from ``metrics.csv``), the lwlrap of the
-  scored split, test lwlrap already computed by ``python -m fat_tf.evaluate`` (from the
-  run's ``eval-test.csv``) and training time;
+  differ, final and best validation lwlrap (from ``metrics.csv``) with the best
+  checkpoint's step, the validation chance level (only when no test split is scored),
+  the lwlrap of the scored split with the model it comes from (``scored_model``, e.g.
+  ``best checkpoint, step 700``), test lwlrap already computed by ``python -m
+  fat_tf.evaluate`` (from the run's ``eval-test.csv``, with its model from
+  ``eval-test.json``) and training time;
 * ``learning_curves.png`` — validation lwlrap and training loss per epoch;
 * ``lr_schedule.png`` — learning rate per epoch;
 * ``per_class_ap.png`` — average precision of every class for every run (this scores the
   runs' models on ``--split``; ``--no-score`` skips it).
+
+Models are scored as ``evaluate``, ``predict`` and ``export`` use them by default: the
+best checkpoint (``best.keras``); ``--model final`` scores ``model.keras``. Every figure
+names the model it comes from (:func:`checkpoint_label`).
 
 Every file is written to a temporary name and renamed into place.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import os
 import sys
 import tempfile
@@ -33,6 +41,47 @@ from fat_tf.files import honour_umask, read_json_object
 #: Files that make a folder a finished run folder.
 RUN_FILES = ("config.json", "data.json", "metrics.csv", "summary.json")
 
+#: How each saved model of a run is named in tables and messages.
+MODEL_NAMES = {"best": "best checkpoint", "final": "final model"}
+
+
+def checkpoint_step(run_dir: str | os.PathLike, which: str = "best") -> int | None:
+    """The optimiser step at which a run's saved model was taken.
+
+    ``best``: ``best.keras.json`` (written with ``best.keras``), else ``summary.json``'s
+    ``best_step``; ``final``: ``summary.json``'s ``total_steps``. None when the run does
+    not record it (or the file is unreadable: this only labels figures).
+
+    Args:
+        run_dir: the run folder.
+        which: ``best`` or ``final``.
+    """
+    run_dir = Path(run_dir)
+    sources = ([("best.keras.json", "step"), ("summary.json", "best_step")]
+               if which == "best" else [("summary.json", "total_steps")])
+    for name, key in sources:
+        try:
+            value = json.loads((run_dir / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def checkpoint_label(run_dir: str | os.PathLike, which: str = "best") -> str:
+    """Which saved model of a run a figure comes from: ``best checkpoint, step 700``
+    (``best.keras``) or ``final model, step 1000`` (``model.keras``); without the step
+    when the run does not record it.
+
+    Args:
+        run_dir: the run folder.
+        which: ``best`` or ``final``.
+    """
+    step = checkpoint_step(run_dir, which)
+    name = MODEL_NAMES.get(which, f"{which} model")
+    return name if step is None else f"{name}, step {step}"
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -45,6 +94,7 @@ class Scores:
         class_names: class names in column order.
         labels: ``[N, C]`` multi-hot labels.
         logits: ``[N, C]`` clip logits.
+        checkpoint: the model's :func:`checkpoint_label` (``best checkpoint, step 700``).
     """
 
     split: str
@@ -53,6 +103,7 @@ class Scores:
     class_names: tuple[str, ...]
     labels: np.ndarray
     logits: np.ndarray
+    checkpoint: str = ""
 
     @property
     def lwlrap(self) -> float:
@@ -69,7 +120,7 @@ class Scores:
                          for c in range(self.labels.shape[1])])
 
 
-def score_run(run_dir: str | os.PathLike, split: str = "validation", model: str = "final",
+def score_run(run_dir: str | os.PathLike, split: str = "validation", model: str = "best",
               tta: bool = False, pooling: str | None = None,
               data_dir: str | os.PathLike | None = None) -> Scores:
     """Score a run's saved model on a labelled split, as ``python -m fat_tf.evaluate`` does.
@@ -78,7 +129,8 @@ def score_run(run_dir: str | os.PathLike, split: str = "validation", model: str 
         run_dir: the run folder.
         split: ``validation`` (the run's held-out curated clips), ``test``, ``curated`` or
             ``noisy``.
-        model: ``best`` or ``final``.
+        model: ``best`` (the best checkpoint, as ``evaluate``, ``predict`` and ``export``
+            use by default) or ``final``.
         tta: average with the time-reversed clips.
         pooling: window pooling (default: the run's config).
         data_dir: dataset folder (default: the one the run was trained on).
@@ -97,7 +149,7 @@ def score_run(run_dir: str | os.PathLike, split: str = "validation", model: str 
     logits = score_clips(tagger, manifest.paths, trained.config, pooling, tta, verbose=0)
     keras.backend.clear_session()
     return Scores(split, model, tta, trained.class_names, np.asarray(manifest.labels),
-                  np.asarray(logits))
+                  np.asarray(logits), checkpoint_label(run_dir, model))
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, float]]:
@@ -250,14 +302,43 @@ def evaluated_test_lwlrap(run_dir: Path) -> float | None:
     return float(np.sum(per_class * positives) / positives.sum())
 
 
+def evaluated_test_model(run_dir: Path, lwlrap: float | None = None) -> str:
+    """Which model the run's ``eval-test.csv`` scored, from the ``eval-test.json`` that
+    ``fat_tf.evaluate`` writes beside it (e.g. ``best checkpoint, step 700``).
+
+    Args:
+        run_dir: the run folder.
+        lwlrap: the table's lwlrap; the JSON must agree with it (else it belongs to
+            another evaluation).
+
+    Returns:
+        the label, or ``not recorded`` (a table written before evaluate recorded it).
+    """
+    try:
+        result = json.loads((run_dir / "eval-test.json").read_text(encoding="utf-8"))
+        label, value = result["checkpoint"], float(result["lwlrap"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "not recorded"
+    if lwlrap is not None and not abs(value - lwlrap) <= 1e-5:
+        return "not recorded"
+    return str(label)
+
+
 # --------------------------------------------------------------------------- the table
 def run_table(runs: list[RunRecord], scores: dict[str, Scores] | None = None) -> list[dict]:
     """One row per run: method, differing settings, lwlrap figures, training time.
+
+    Every figure says which model it comes from: ``val_lwlrap_final`` (the final model's
+    last validation), ``val_lwlrap_best`` with ``best_step``, the scored split's lwlrap
+    with ``scored_model`` and the earlier test evaluation with ``eval_csv_model``. The
+    validation chance level (``val_chance_lwlrap``) is left out when the test split is
+    scored, so it is never read against a test score.
 
     Args:
         runs: the loaded runs.
         scores: optional scores per run name (from :func:`score_run`).
     """
+    scored_split = next(iter(scores.values())).split if scores else None
     diffs = config_differences(runs)
     table = []
     for r in runs:
@@ -272,18 +353,25 @@ def run_table(runs: list[RunRecord], scores: dict[str, Scores] | None = None) ->
         best = r.summary.get("best_val_lwlrap")
         row["val_lwlrap_best"] = best if best is not None else float(np.nanmax(val))
         row["best_epoch"] = int(np.nanargmax(val)) + 1 if np.isfinite(val).any() else None
-        row["chance_lwlrap"] = r.summary.get("chance_lwlrap")
+        row["best_step"] = checkpoint_step(r.run_dir, "best")
+        if scored_split != "test":  # a validation figure: not beside a test score
+            row["val_chance_lwlrap"] = r.summary.get("chance_lwlrap")
         if scores:
             s = scores[r.name]
             row[f"{s.split}_lwlrap_{s.model}{'_tta' if s.tta else ''}"] = s.lwlrap
-        if not scores or next(iter(scores.values())).split != "test":
-            row["test_lwlrap_eval_csv"] = evaluated_test_lwlrap(r.run_dir)
+            row["scored_model"] = s.checkpoint or MODEL_NAMES.get(s.model, s.model)
+        if scored_split != "test":
+            evaluated = evaluated_test_lwlrap(r.run_dir)
+            row["test_lwlrap_eval_csv"] = evaluated
+            row["eval_csv_model"] = (evaluated_test_model(r.run_dir, evaluated)
+                                     if evaluated is not None else None)
         row["train_clips"] = r.summary.get("train_clips", r.data.get("train_clips"))
         row["train_seconds"] = r.summary.get("train_seconds_this_session")
         table.append(row)
     if all(row.get("test_lwlrap_eval_csv") is None for row in table):
         for row in table:
             row.pop("test_lwlrap_eval_csv", None)
+            row.pop("eval_csv_model", None)
     return table
 
 
@@ -364,7 +452,8 @@ def plot_learning_curves(runs: list[RunRecord], path: Path) -> None:
                        label=f"{r.name} (validation)")
     chance = [r.summary["chance_lwlrap"] for r in runs if "chance_lwlrap" in r.summary]
     if chance:
-        left.axhline(float(np.mean(chance)), color="gray", linestyle=":", label="chance")
+        left.axhline(float(np.mean(chance)), color="gray", linestyle=":",
+                     label="chance (validation)")
     left.set(xlabel="optimiser step", ylabel="validation lwlrap", title="validation lwlrap")
     right.set(xlabel="optimiser step", ylabel="loss", title="loss (training: all terms weighted)")
     left.legend(fontsize=7)
@@ -460,7 +549,8 @@ def plot_per_class_ap(scores: dict[str, Scores], path: Path) -> None:
                 ax.text(j, c, f"{v:.2f}", ha="center", va="center", fontsize=6,
                         color="white" if v < 0.5 else "black")
     first = next(iter(scores.values()))
-    ax.set_title(f"average precision per class ({first.split}, {first.model} model"
+    ax.set_title(f"average precision per class ({first.split}, "
+                 f"{MODEL_NAMES.get(first.model, first.model)} of each run"
                  f"{', TTA' if first.tta else ''})", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.05)
     fig.tight_layout()
@@ -469,7 +559,7 @@ def plot_per_class_ap(scores: dict[str, Scores], path: Path) -> None:
 
 # --------------------------------------------------------------------------- the report
 def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
-                 split: str = "validation", model: str = "final", tta: bool = False,
+                 split: str = "validation", model: str = "best", tta: bool = False,
                  score: bool = True) -> list[dict]:
     """Write the comparison of ``run_dirs`` into ``out`` and return the table rows.
 
@@ -479,7 +569,8 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
             ``lr_schedule.png`` and, when scoring, ``per_class_ap.png`` and
             ``per_class_ap.csv``.
         split: labelled split the models are scored on (``validation`` or ``test``).
-        model: ``best`` or ``final`` model of each run.
+        model: ``best`` (the best checkpoint, the default of ``evaluate``, ``predict``
+            and ``export``) or ``final`` model of each run.
         tta: score with time-reversal test-time augmentation.
         score: score the models (for the split's lwlrap and the per-class plot).
     """
@@ -492,7 +583,8 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
     if score:
         scores = {}
         for r in runs:
-            print(f"scoring {r.name} on {split} ({model} model)", file=sys.stderr, flush=True)
+            print(f"scoring {r.name} on {split} ({checkpoint_label(r.run_dir, model)})",
+                  file=sys.stderr, flush=True)
             scores[r.name] = score_run(r.run_dir, split, model, tta)
         classes = {s.class_names for s in scores.values()}
         if len(classes) > 1:
@@ -515,13 +607,16 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``python -m fat_tf.report``."""
+    """The command-line interface of ``fat-tf report``."""
+    from fat_tf.cli import HelpFormatter, prog
+
     parser = argparse.ArgumentParser(
-        prog="python -m fat_tf.report",
+        prog=prog("report"),
         description=(
             "Compare run folders written by python -m fat_tf.train. Writes into --out: "
             "runs.csv and runs.md (one row per run: method, the settings in which the runs "
-            "differ, final and best validation lwlrap, lwlrap of the scored split, test "
+            "differ, final and best validation lwlrap, lwlrap of the scored split and the "
+            "model it comes from (scored_model, e.g. 'best checkpoint, step 700'), test "
             "lwlrap from an earlier 'fat_tf.evaluate --split test' (eval-test.csv), "
             "training seconds), learning_curves.png (validation lwlrap and loss per "
             "epoch), lr_schedule.png, and per_class_ap.png / per_class_ap.csv (average "
@@ -529,15 +624,17 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="example: python -m fat_tf.report runs/supervised-* runs/mixup-* "
                "--out reports/cmp --split test",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders")
     parser.add_argument("--out", required=True, help="folder the report is written into")
     parser.add_argument("--split", default="validation", choices=["validation", "test"],
                         help="labelled split the models are scored on: the run's held-out "
                              "curated clips, or test/ with test_post_competition.csv labels")
-    parser.add_argument("--model", default="final", choices=["best", "final"],
-                        help="which saved model of each run to score")
+    parser.add_argument("--model", default="best", choices=["best", "final"],
+                        help="which saved model of each run to score: the best checkpoint "
+                             "(best.keras, as evaluate, predict and export use) or the final "
+                             "model (model.keras); the table names it with its step")
     parser.add_argument("--tta", action="store_true",
                         help="score with time-reversal test-time augmentation")
     parser.add_argument("--no-score", dest="score", action="store_false",

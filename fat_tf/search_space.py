@@ -202,6 +202,9 @@ class SearchSpace:
                 data = json.load(f)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: not valid JSON ({e})") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8 "
+                              "JSON") from e
         except OSError as e:
             raise ConfigError(f"{path}: cannot read the search space ({e.strerror})") from e
         return cls.from_dict(data, source=str(path), base=base)
@@ -308,13 +311,13 @@ def _parse_entry(name: Any, spec: Any, source: str, base: Config) -> Hyperparame
     entry = HyperparameterSpec(str(name), kind, options)
     allowed = _allowed_names().get(entry.name)
     for value in entry.candidates():
+        if allowed is not None and value not in allowed:
+            raise fail(f"value {value!r} is not accepted by the config (choose from "
+                       f"{', '.join(allowed)})")
         try:
             apply_overrides(base, {entry.name: value})
         except ConfigError as e:
             raise fail(f"value {value!r} is not accepted by the config ({e})") from None
-        if allowed is not None and value not in allowed:
-            raise fail(f"value {value!r} is not accepted by the config (choose from "
-                       f"{', '.join(allowed)})")
     import keras_tuner
 
     try:  # whatever keras-tuner itself refuses (e.g. log sampling with step <= 1)
@@ -325,16 +328,15 @@ def _parse_entry(name: Any, spec: Any, source: str, base: Config) -> Hyperparame
 
 
 def _allowed_names() -> dict[str, tuple[str, ...]]:
-    """The names the library accepts for string fields that ``Config`` does not check."""
-    from fat_tf.methods import METHODS
-    from fat_tf.models.head import POOLING_ORDERS
-    from fat_tf.models.tagger import BACKBONES
-    from fat_tf.ops.losses import LOSSES
-    from fat_tf.ops.schedules import SCHEDULES
+    """The names string fields accept (their home is :mod:`fat_tf.config`), checked before
+    the config so a search space's typo gets the list of valid names."""
+    from fat_tf import config
 
-    return {"optim.lr_schedule": tuple(SCHEDULES), "model.backbone": tuple(BACKBONES),
-            "model.pooling": tuple(POOLING_ORDERS), "train.loss": tuple(LOSSES),
-            "train.method": tuple(METHODS)}
+    return {"optim.lr_schedule": config.LR_SCHEDULES, "model.backbone": config.BACKBONES,
+            "model.pooling": config.POOLING_ORDERS, "train.loss": config.LOSS_NAMES,
+            "train.method": config.METHOD_NAMES, "optim.optimizer": config.OPTIMIZERS,
+            "data.window_pooling": config.WINDOW_POOLINGS,
+            "frontend.pad_mode": config.PAD_MODES}
 
 
 def _scalar_type(value: Any) -> type | None:

@@ -1,4 +1,5 @@
-"""Search hyperparameters with keras-tuner: ``python -m fat_tf.tune [options]``.
+"""Search hyperparameters with keras-tuner: ``fat-tf tune [options]`` (or
+``python -m fat_tf.tune``).
 
 Every trial is a complete ``fat_tf.train`` run (in ``OUT/runs/trial_<id>``) of the base
 config (``--preset``/``--config``/``--method``/``--set``, as for ``fat_tf.train``) with the
@@ -14,7 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from fat_tf.cli import add_config_arguments, config_from_args, run_cli
+from fat_tf.cli import RawHelpFormatter, add_config_arguments, check_settings, prog, run_cli
 
 EPILOG = """\
 search-space file (JSON; default: the method's file in fat_tf/search_spaces/):
@@ -32,8 +33,9 @@ epochs it trained to), runs/trial_<id>/ (each trial's run folder), tuner/ (keras
 state), search.json. Rerun the same command to resume the search.
 
 exit status: 0 all trials completed (or --allow-failures); 2 some trials failed (listed
-on stderr); 1 no trial completed, --max-failures stopped the search, or a bad setting;
-130 interrupted. Failed trials are final and count toward --max-trials; --retry-failed
+on stderr), or a bad option or setting refused before the search (one error line); 1 no
+trial completed, --max-failures stopped the search, or a bad search space; 130
+interrupted. Failed trials are final and count toward --max-trials; --retry-failed
 runs them again on a rerun.
 
 distributed search (keras-tuner's chief/worker mode, all sharing --out):
@@ -46,9 +48,9 @@ distributed search (keras-tuner's chief/worker mode, all sharing --out):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``python -m fat_tf.tune``."""
+    """The command-line interface of ``fat-tf tune``."""
     parser = argparse.ArgumentParser(
-        prog="python -m fat_tf.tune",
+        prog=prog("tune"),
         description=textwrap.fill(
             "Search training hyperparameters (learning rate and schedule, loss weights, "
             "ramps, VAT eps/xi, EMA decay, MixMatch T/alpha/K, mixup alpha, model width, "
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
             "best_config.json, trials.csv and trials.md into --out.", width=88,
         ),
         epilog=EPILOG,
-        formatter_class=_Formatter,
+        formatter_class=RawHelpFormatter,
     )
     parser.add_argument(
         "--data", default=None,
@@ -155,10 +157,6 @@ def _set_keras_tuner_debug(on: bool) -> None:
     kt_config.DEBUG = on
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = build_parser()
@@ -171,13 +169,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--initial-points must be at least 1")
     if args.max_failures < 0:
         parser.error("--max-failures must be 0 (never stop) or more")
+    config = check_settings(args)  # before TensorFlow: a bad setting is one quick line
+    if isinstance(config, int):
+        return config
 
     def run() -> int:
         from fat_tf.search_space import SearchSpace, default_space_path
         from fat_tf.tuning import role, run_search
 
         _set_keras_tuner_debug(args.traceback)
-        config = config_from_args(args)
         space_path = args.space or default_space_path(config.train.method)
         space = SearchSpace.load(space_path, base=config)
         data_dir = args.data

@@ -86,14 +86,19 @@ BAD_WAVS: dict[str, tuple[bytes | None, tuple[str, ...]]] = {
     "riff_random_bytes": (riff_random_bytes(), ("corrupt",)),
     "truncated_data": (pcm16()[:5000], ("data chunk truncated",)),
     "zero_length_data": (wav(b""), ("no audio",)),
-    "pcm24": (pcm24(), ("24-bit", "16-bit PCM")),
-    "float32": (float32(), ("32-bit float", "16-bit PCM")),
-    "float32_nan": (float32(nan=True), ("32-bit float", "16-bit PCM")),
-    "8_channels": (pcm16(RATE // 10, channels=8), ("8 channels",)),
-    "8_khz": (pcm16(8000, rate=8000), ("8000 Hz",)),
-    "96_khz": (pcm16(RATE, rate=96000), ("96000 Hz",)),
+    "float32_nan": (float32(nan=True), ("32-bit float", "NaN")),
+    "unknown_format": (wav(bytes(400), code=0x1234), ("format 0x1234", "libsndfile")),
     "directory": (None, ("is a directory",)),
     "unreadable": (None, ("permission denied",)),
+}
+#: WAV files that are not 16-bit PCM mono at the model's rate: converted when read, not
+#: refused (tests/test_audio_formats.py trains and predicts on such files).
+CONVERTED_WAVS: dict[str, tuple[bytes, str]] = {
+    "pcm24": (pcm24(), "24-bit PCM WAV"),
+    "float32": (float32(), "32-bit float WAV"),
+    "8_channels": (pcm16(RATE // 10, channels=8), "8 channels -> mono"),
+    "8_khz": (pcm16(8000, rate=8000), "8000 Hz -> 44100 Hz"),
+    "96_khz": (pcm16(RATE, rate=96000), "96000 Hz -> 44100 Hz"),
 }
 
 # ----------------------------------------------------------------------------- datasets
@@ -232,6 +237,17 @@ def test_bad_wav_through_real_commands(trained_run, tiny_demo_dir, tmp_path):
     for command, bad, problem in commands:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert_rejected(done.returncode, done.stderr, bad, [problem], single=False)
+
+
+@pytest.mark.parametrize("case", sorted(CONVERTED_WAVS))
+def test_convertible_wav_is_reported_not_refused(case, tiny_demo_dir, tmp_path, capsys):
+    root = copy_dataset(tiny_demo_dir, tmp_path / "data")
+    path = root / "test" / first_fname(root / "sample_submission.csv")
+    data, reason = CONVERTED_WAVS[case]
+    replace(path, data)
+    code, out, err = run_check_cli(root, True, capsys)
+    assert code == 0, err
+    assert "converted when read: 1 of" in out and "test: 1 of " in out and reason in out
 
 
 # ----------------------------------------------------------------------------- bad CSVs

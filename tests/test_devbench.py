@@ -247,19 +247,23 @@ def test_layout_from_folders(tmp_path, capsys):
     assert _files(out)["sample_submission.csv"] == _files(linked)["sample_submission.csv"]
 
 
-def test_layout_rejects_other_formats_with_one_line(tmp_path, capsys):
+def test_layout_takes_other_formats_and_rejects_unreadable_files_with_one_line(tmp_path,
+                                                                              capsys):
     src = _folder_source(tmp_path / "src")
     _write_wav(src / "dog" / "stereo.wav", np.zeros(SR), channels=2)
+    (src / "dog" / "clip.flac").write_bytes(b"fLaC")
     out = tmp_path / "out"
     assert data_main(["layout", "--from-folders", str(src), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "stereo.wav" in err and "Traceback" not in err
-    (src / "dog" / "stereo.wav").unlink()
-    (src / "dog" / "clip.flac").write_bytes(b"fLaC")
-    assert data_main(["layout", "--from-folders", str(src), "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "clip.flac: FLAC files are not supported" in err and err.count("\n") == 1
+    assert "clip.flac: unreadable audio (libsndfile: " in err and err.count("\n") == 1
+    assert "Traceback" not in err
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+    (src / "dog" / "clip.flac").unlink()
+    assert data_main(["layout", "--from-folders", str(src), "--out", str(out)]) == 0
+    ds = load_dataset(out)  # the stereo file is copied as it is, converted when read
+    names = ds.curated.fnames + ds.test.fnames
+    conversions = ds.curated.conversions + ds.test.conversions
+    assert conversions[names.index("dog__stereo.wav")] == ("stereo -> mono",)
 
 
 def test_layout_from_csv_multilabel_with_noisy(tmp_path):

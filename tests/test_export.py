@@ -155,6 +155,7 @@ def test_export_folder_and_reported_check(exported, tmp_path_factory):
                           "tflite_quantized"}
     assert all(v <= FLOAT_TOL for k, v in diffs.items() if k != "tflite_quantized")
     assert diffs["tflite_quantized"] <= QUANT_TOL
+    assert info["check"]["tflite_interpreter"] == export.tflite_interpreter_class()[1]
     assert not list(out.parent.glob(".tmp-*")) and not list(out.parent.glob(".old-*"))
     assert (out / "class_names.txt").read_text().split() == list(trained.class_names)
 
@@ -162,8 +163,9 @@ def test_export_folder_and_reported_check(exported, tmp_path_factory):
 def test_keras_saved_model_tflite_agree(exported, clips):
     run, out = exported
     trained = load_run(run)
+    # every window, however long the clip (the last clip has more than max_eval_windows)
     keras_p = export.sigmoid(score_clips(trained.load_model(), clips, trained.config,
-                                         verbose=0))
+                                         verbose=0, max_windows=0))
     waveform, lengths = decoded(clips)
     loaded = tf.saved_model.load(str(out))
     sm = loaded.signatures["waveform_with_lengths"](waveform=tf.constant(waveform),

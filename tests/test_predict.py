@@ -5,30 +5,17 @@ import json
 import shutil
 import subprocess
 import sys
-import wave
 
 import numpy as np
 import pytest
 
-from fat_tf import audio_io, export, predict, train
-
-TINY = [
-    "--epochs", "1", "--set", "frontend.n_mels=32", "--set", "data.crop_frames=32",
-    "--set", "model.channels=[8,8,16,16]", "--set", "model.head_units=16",
-    "--set", "data.batch_size=8",
-]
+from fat_tf import predict
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_demo_dir):
-    """(run folder, export folder), shared with tests/test_export.py within a session."""
-    base = tmp_path_factory.getbasetemp()
-    run, out = base / "shared_tiny_run", base / "shared_tiny_export"
-    if not (run / "summary.json").exists():
-        assert train.main(["--data", str(tiny_demo_dir), "--out", str(run), *TINY]) == 0
-    if not (out / "export.json").exists():
-        assert export.main([str(run), "--out", str(out), "--quantize"]) == 0
-    return run, out
+def models(tiny_models):
+    """(run folder, export folder), shared by the session (tests/conftest.py)."""
+    return tiny_models
 
 
 @pytest.fixture(scope="module")
@@ -126,58 +113,6 @@ def test_dataset_mode_with_an_export(models, tiny_demo_dir, tmp_path, capsys):
     assert "--data" in capsys.readouterr().err
     assert predict.main([str(out), "--pooling", "max", str(target)]) == 1
     assert "fixed in an export" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(audio_io.tfio_module() is not None, reason="tensorflow-io is installed")
-def test_other_formats_need_the_io_extra(models, tmp_path, capsys):
-    _, out = models
-    (tmp_path / "a.flac").write_bytes(b"fLaC" + bytes(100))
-    with wave.open(str(tmp_path / "b.wav"), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(48000)
-        f.writeframes(np.zeros(4800, "<i2").tobytes())
-    assert predict.main([str(out), str(tmp_path), "--out", str(tmp_path / "x.csv")]) == 1
-    err = capsys.readouterr().err
-    assert 'pip install "fat_tf[io]"' in err and "a.flac" in err and "b.wav" in err
-    assert "48000 Hz" in err and "nothing written" in err
-
-
-@pytest.mark.io
-@pytest.mark.skipif(audio_io.tfio_module() is None, reason="needs tensorflow-io (fat_tf[io])")
-def test_flac_ogg_and_48khz_through_tensorflow_io(models, folder, tmp_path):
-    import tensorflow as tf
-
-    tfio = audio_io.tfio_module()
-    _, out = models
-    root, good = folder
-    source = root / good[0]
-    with wave.open(str(source)) as f:
-        pcm = np.frombuffer(f.readframes(f.getnframes()), "<i2")
-    x = pcm.astype(np.float32) / 32768
-    files = tmp_path / "formats"
-    files.mkdir()
-    shutil.copy(source, files / "a_reference.wav")
-    (files / "b.flac").write_bytes(
-        tfio.audio.encode_flac(tf.constant(pcm[:, None]), rate=44100).numpy())
-    (files / "c.ogg").write_bytes(
-        tfio.audio.encode_vorbis(tf.constant(x[:, None]), rate=44100).numpy())
-    resampled = tfio.audio.resample(tf.constant(x[:, None]), rate_in=44100, rate_out=48000)
-    with wave.open(str(files / "d_48k_stereo.wav"), "wb") as f:
-        f.setnchannels(2)
-        f.setsampwidth(2)
-        f.setframerate(48000)
-        mono = np.clip(np.round(resampled.numpy()[:, 0] * 32767), -32768, 32767)
-        f.writeframes(np.repeat(mono.astype("<i2")[:, None], 2, axis=1).tobytes())
-    decoded = audio_io.load_audio(files / "d_48k_stereo.wav", 44100)
-    assert abs(len(decoded) - len(x)) <= 2
-    target = tmp_path / "formats.csv"
-    assert predict.main([str(out), str(files), "--out", str(target)]) == 0
-    rows = {r[0]: np.array(r[1:], float) for r in read_rows(target)[1:]}
-    reference = rows["a_reference.wav"]
-    np.testing.assert_allclose(rows["b.flac"], reference, atol=1e-5)  # lossless
-    np.testing.assert_allclose(rows["c.ogg"], reference, atol=0.05)  # lossy
-    np.testing.assert_allclose(rows["d_48k_stereo.wav"], reference, atol=0.05)
 
 
 def test_predict_help():

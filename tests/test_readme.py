@@ -1,4 +1,4 @@
-"""The README's "Use a trained model" examples run as written."""
+"""The README's "Use a trained model" and "Python API" examples run as written."""
 
 import os
 import re
@@ -20,16 +20,52 @@ def section_blocks(title: str) -> list[tuple[str, str]]:
     return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
 
 
+def run_blocks(blocks: list[tuple[str, str]], cwd: Path) -> list[str]:
+    """Run README blocks in ``cwd`` (bash with -euo pipefail, python with -c); their
+    standard outputs."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    outputs = []
+    for lang, code in blocks:
+        cmd = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" else [
+            sys.executable, "-c", code]
+        done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, f"{lang} block failed:\n{code}\n{done.stderr[-3000:]}"
+        outputs.append(done.stdout)
+    return outputs
+
+
 @pytest.mark.slow
 def test_use_a_trained_model_examples(tmp_path):
     blocks = section_blocks("Use a trained model")
     assert [lang for lang, _ in blocks] == ["bash", "python", "python"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for lang, code in blocks:
-        cmd = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" else [
-            sys.executable, "-c", code]
-        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=900)
-        assert done.returncode == 0, f"{lang} block failed:\n{code}\n{done.stderr[-3000:]}"
+    run_blocks(blocks, tmp_path)
     assert (tmp_path / "predictions.json").stat().st_size > 0
     assert (tmp_path / "exported" / "demo" / "model.tflite").exists()
+    # the Python API section, on the run and export the section above made
+    api = section_blocks("Python API")
+    assert [lang for lang, _ in api] == ["python", "python", "python"]
+    run_blocks(api, tmp_path)
+
+
+def test_python_api_examples(tmp_path, tmp_path_factory, tiny_demo_dir):
+    """The "Python API" blocks as written, on the session's tiny run and export laid out
+    as the "Use a trained model" commands leave them (runs/demo, exported/demo, demo/)."""
+    from fat_tf import export, train
+
+    base = tmp_path_factory.getbasetemp()  # shared with tests/test_export.py and others
+    run, out = base / "shared_tiny_run", base / "shared_tiny_export"
+    if not (run / "summary.json").exists():
+        assert train.main(["--data", str(tiny_demo_dir), "--out", str(run), "--epochs", "1",
+                           "--set", "frontend.n_mels=32", "--set", "data.crop_frames=32",
+                           "--set", "model.channels=[8,8,16,16]",
+                           "--set", "model.head_units=16", "--set", "data.batch_size=8"]) == 0
+    if not (out / "export.json").exists():
+        assert export.main([str(run), "--out", str(out), "--quantize"]) == 0
+    for link, target in (("runs/demo", run), ("exported/demo", out), ("demo", tiny_demo_dir)):
+        (tmp_path / link).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / link).symlink_to(target, target_is_directory=True)
+    blocks = section_blocks("Python API")
+    assert [lang for lang, _ in blocks] == ["python", "python", "python"]
+    outputs = run_blocks(blocks, tmp_path)
+    assert "(1, 12)" in outputs[2]  # the tiny demo set's 12 classes

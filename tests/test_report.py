@@ -48,8 +48,11 @@ def assert_png(path):
 def test_report_table_and_plots(two_runs, tmp_path, capsys):
     plain, skip = two_runs
     assert evaluate.main([str(plain), "--split", "test", "--model", "final"]) == 0
-    evaluated = capsys.readouterr().out
-    evaluated = json.loads(evaluated[evaluated.index("{"):])["lwlrap"]
+    err = capsys.readouterr().err
+    evaluated = json.loads(err[err.index("{"):])
+    assert evaluated["checkpoint"] == "final model, step 6" and evaluated["step"] == 6
+    assert json.loads((plain / "eval-test.json").read_text()) == evaluated
+    evaluated = evaluated["lwlrap"]
 
     out = tmp_path / "report"
     assert report.main([str(plain), str(skip), "--out", str(out)]) == 0
@@ -70,13 +73,20 @@ def test_report_table_and_plots(two_runs, tmp_path, capsys):
         assert float(row["val_lwlrap_best"]) == pytest.approx(summary["best_val_lwlrap"])
         assert float(row["val_lwlrap_best"]) == pytest.approx(max(val))
         assert int(row["best_epoch"]) == int(np.argmax(val)) + 1
+        best_step = json.loads((run / "best.keras.json").read_text())["step"]
+        assert int(row["best_step"]) == best_step == summary["best_step"]
+        assert float(row["val_chance_lwlrap"]) == pytest.approx(summary["chance_lwlrap"])
         assert float(row["train_seconds"]) == pytest.approx(
             summary["train_seconds_this_session"])
-        # the scored validation lwlrap of the final model is what training logged last
-        assert float(row["validation_lwlrap_final"]) == pytest.approx(val[-1], abs=1e-5)
-    # test lwlrap already computed by fat_tf.evaluate is picked up from eval-test.csv
+        # by default the best checkpoint is scored (as evaluate, predict and export do):
+        # its validation lwlrap is the best one training logged, and the row says so
+        assert float(row["validation_lwlrap_best"]) == pytest.approx(max(val), abs=1e-5)
+        assert row["scored_model"] == f"best checkpoint, step {best_step}"
+    # test lwlrap already computed by fat_tf.evaluate is picked up from eval-test.csv,
+    # with the model it scored
     assert float(rows[0]["test_lwlrap_eval_csv"]) == pytest.approx(evaluated, abs=1e-5)
-    assert rows[1]["test_lwlrap_eval_csv"] == ""
+    assert rows[0]["eval_csv_model"] == "final model, step 6"
+    assert rows[1]["test_lwlrap_eval_csv"] == "" and rows[1]["eval_csv_model"] == ""
 
     markdown = (out / "runs.md").read_text()
     assert markdown.startswith("| run | method |") and "| skip | supervised |" in markdown
@@ -98,12 +108,39 @@ def test_report_scores_test_split_without_per_class_when_not_scoring(two_runs, t
     assert all(0 < s <= 1 for s in scores)
     direct = report.score_run(skip, "test", model="best", tta=True).lwlrap
     assert scores[1] == pytest.approx(direct, abs=1e-6)
+    # no validation chance level (nor an older test evaluation) beside the test scores
+    assert "val_chance_lwlrap" not in rows[0] and "test_lwlrap_eval_csv" not in rows[0]
+    assert "chance" not in (tmp_path / "a" / "runs.md").read_text()
 
     assert report.main([str(plain), "--out", str(tmp_path / "b"), "--no-score"]) == 0
     rows = read_csv(tmp_path / "b" / "runs.csv")
     assert len(rows) == 1 and "validation_lwlrap_final" not in rows[0]
     assert_png(tmp_path / "b" / "learning_curves.png")
     assert not (tmp_path / "b" / "per_class_ap.png").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_and_report_agree_on_test_lwlrap_by_default(two_runs, tmp_path, capsys):
+    """One run, two commands, their defaults: the same model, the same figure, the same
+    label (issue: evaluate scored the best checkpoint and report the final model)."""
+    _, skip = two_runs
+    assert evaluate.main([str(skip), "--split", "test"]) == 0
+    err = capsys.readouterr().err
+    result = json.loads(err[err.index("{"):])
+    step = json.loads((skip / "best.keras.json").read_text())["step"]
+    label = f"best checkpoint, step {step}"
+    assert result["model"] == "best" and result["checkpoint"] == label
+    assert f"test lwlrap ({label}): {result['lwlrap']:.4f}" in err
+
+    assert report.main([str(skip), "--out", str(tmp_path / "r"), "--split", "test"]) == 0
+    captured = capsys.readouterr()
+    row = read_csv(tmp_path / "r" / "runs.csv")[0]
+    assert float(row["test_lwlrap_best"]) == pytest.approx(result["lwlrap"], abs=1e-6)
+    assert row["scored_model"] == label
+    assert f"scoring skip on test ({label})" in captured.err
+    assert label in captured.out  # the printed table names the model
+    for name in ("eval-test.csv", "eval-test.json"):  # leave the shared run as it was
+        (skip / name).unlink()
 
 
 def test_bad_folders_are_named(tmp_path, capsys):

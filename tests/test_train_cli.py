@@ -75,8 +75,8 @@ def test_evaluate_score_matches_training_validation(tiny_demo_dir, tmp_path, cap
     assert run_train(tiny_demo_dir, run, "--epochs", "1") == 0
     capsys.readouterr()
     assert evaluate.main([str(run), "--model", "final"]) == 0
-    out = capsys.readouterr().out
-    reported = json.loads(out[out.index("{"):])
+    err = capsys.readouterr().err  # the overall figures; stdout holds the per-class CSV
+    reported = json.loads(err[err.index("{"):])
     summary = json.loads((run / "summary.json").read_text())
     assert reported["lwlrap"] == pytest.approx(summary["val_lwlrap"], abs=1e-6)
 
@@ -92,10 +92,10 @@ def test_same_seed_gives_identical_results(tiny_demo_dir, tmp_path):
 
 
 def test_config_errors_are_one_line(tiny_demo_dir, tmp_path, capsys):
-    assert run_train(tiny_demo_dir, tmp_path / "x", "--set", "model.depth=3") == 1
+    assert run_train(tiny_demo_dir, tmp_path / "x", "--set", "model.depth=3") == 2  # usage
     err = capsys.readouterr().err
     assert err.startswith("error: unknown setting 'model.depth'") and "Traceback" not in err
-    assert run_train(tmp_path / "missing", tmp_path / "y") == 1
+    assert run_train(tmp_path / "missing", tmp_path / "y") == 2
     assert "missing" in capsys.readouterr().err
     assert run_train(tiny_demo_dir, tmp_path / "z", "--epochs", "1") == 0
     assert run_train(tiny_demo_dir, tmp_path / "z", "--epochs", "3") == 1
@@ -103,7 +103,7 @@ def test_config_errors_are_one_line(tiny_demo_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("bad", [
-    ["--set", "optim.optimizer=sgd"],          # a setting only the model build checks
+    ["--set", "optim.optimizer=sgd"],          # a name the config refuses
     ["--set", "data.noisy_usage=sometimes"],   # a bad value of a setting
     ["--method", "fixmatch"],                  # an unknown method
     ["--data", "{missing}"],                   # no dataset there
@@ -114,7 +114,7 @@ def test_a_failed_start_leaves_no_run_folder(bad, tiny_demo_dir, tmp_path, capsy
     run = tmp_path / "run"
     bad = [a.format(missing=tmp_path / "missing") for a in bad]
     assert train.main(["--data", str(tiny_demo_dir), "--out", str(run), *FAST,
-                       "--set", "train.steps=2", *bad]) == 1
+                       "--set", "train.steps=2", *bad]) == 2  # refused as it is parsed
     assert capsys.readouterr().err.startswith("error: ")
     assert not run.exists()
     assert run_train(tiny_demo_dir, run, "--set", "train.steps=2") == 0

@@ -137,6 +137,9 @@ def test_bad_space_files(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         SearchSpace.load(tmp_path / "bad.json")
+    (tmp_path / "latin1.json").write_bytes(b'{"hyperparameters": {"\xe9": 1}}')
+    with pytest.raises(ConfigError, match="latin1.json: not UTF-8"):
+        SearchSpace.load(tmp_path / "latin1.json")
     with pytest.raises(ConfigError, match="non-empty object"):
         SearchSpace.from_dict({"hyperparameters": {}})
     with pytest.raises(ConfigError, match="unknown top-level"):
@@ -564,19 +567,30 @@ def test_tiny_search_writes_results_resumes_and_its_best_config_trains(tiny_demo
 
 
 def test_every_trial_failing_exits_nonzero_with_the_first_error(tiny_demo_dir, tmp_path,
-                                                                capsys):
+                                                                capsys, monkeypatch):
+    calls = []  # every trial's training fails (a bad name is refused before any trial)
+    monkeypatch.setattr("fat_tf.training.train", fake_trainer(
+        calls, fail=lambda c, run_dir: "the model build refused it"))
     out = tmp_path / "search"
     code = tune.main(["--data", str(tiny_demo_dir), "--out", str(out), "--max-trials", "5",
-                      "--epochs", "1", *FAST, "--set", "optim.optimizer=sgd"])
+                      "--epochs", "1", *FAST])
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: no trial completed (3 ran; stopped)")
-    assert "trial 0: optim.optimizer must be adam or adamw, got 'sgd'" in err
+    assert "trial 0: the model build refused it" in err
     assert "Traceback" not in err
     rows = read_csv(out / "trials.csv")
     assert [r["status"] for r in rows] == ["FAILED"] * 3  # --max-failures 3 stopped it
-    assert all("optim.optimizer must be adam or adamw" in r["error"] for r in rows)
+    assert all("the model build refused it" in r["error"] for r in rows)
     assert not (out / "best_config.json").exists()
+
+
+def test_a_bad_setting_is_refused_before_any_trial(tmp_path, capsys):
+    out = tmp_path / "search"
+    assert tune.main(["--out", str(out), "--set", "optim.optimizer=sgd"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: optim.optimizer must be one of adam, adamw, got 'sgd'\n"
+    assert not out.exists()
 
 
 @pytest.mark.slow

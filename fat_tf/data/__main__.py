@@ -1,4 +1,4 @@
-"""Command line of the data layer: ``python -m fat_tf.data COMMAND ...``.
+"""Command line of the data layer: ``fat-tf data COMMAND ...`` (or ``python -m fat_tf.data``).
 
 Commands:
     check DIR       validate a FAT2019 dataset folder and print a summary (exit code 1 if
@@ -7,6 +7,7 @@ Commands:
                     dataset folder; the same options as ``python -m fat_tf.data.download``.
     layout ...      lay out your own folder-per-class or ``fname,labels`` data as a FAT2019
                     dataset folder (:mod:`fat_tf.data.layout`).
+    demo ...        write the synthetic demo dataset (:mod:`fat_tf.data.demo`).
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fat_tf.data import download, layout
+from fat_tf.cli import prog
+from fat_tf.data import demo, download, layout
 from fat_tf.data.check import run_check
-
-_PROG = "python -m fat_tf.data"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one subcommand per data tool."""
     parser = argparse.ArgumentParser(
-        prog=_PROG,
+        prog=prog("data"),
         description="Tools for FAT2019 dataset folders (Kaggle layout).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -33,10 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate a dataset folder and print a summary",
         description=(
             "Validate a FAT2019 dataset folder: the CSVs (header, columns, labels against "
-            "sample_submission.csv, duplicates, quoting) and every WAV header (16-bit PCM, "
-            "mono, the sample rate, not truncated). Prints per set the clip count, "
-            "durations, labels per clip and clips per class. Exit code 0 if the folder is "
-            "valid, 1 with the first error otherwise."
+            "sample_submission.csv, duplicates, quoting) and every audio file's header "
+            "(readable, not truncated, not empty). Prints per set the clip count, "
+            "durations, labels per clip and clips per class, and which clips are converted "
+            "when read (any format libsndfile reads: WAV of any sample format, FLAC, Ogg, "
+            "MP3...; stereo is averaged to mono, other rates resampled), counted by reason. "
+            "Exit code 0 if the folder is valid, 1 with the first error otherwise."
         ),
         epilog=(
             "The folder holds sample_submission.csv, train_curated.csv + train_curated/, "
@@ -55,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=44100,
         metavar="N",
-        help="sample rate every clip must have, in Hz (default: %(default)s)",
+        help="the model's sample rate in Hz; clips at other rates are resampled "
+        "(default: %(default)s)",
     )
     # Its arguments (--help included) are left unparsed here and forwarded to
     # fat_tf.data.download.main, which owns them.
@@ -63,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         "download",
         add_help=False,
         help="download FSDKaggle2019 into a dataset folder (see 'download --help')",
+    )
+    commands.add_parser(
+        "demo",
+        add_help=False,
+        help="write the synthetic demo dataset into a folder (see 'demo --help')",
     )
     layout_parser = commands.add_parser(
         "layout",
@@ -83,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "download":
-        return download.main(rest, prog=f"{_PROG} download")
+        return download.main(rest, prog=f"{prog('data')} download")
+    if args.command == "demo":
+        return demo.main(rest, prog=f"{prog('data')} demo")
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "check":

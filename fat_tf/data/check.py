@@ -1,8 +1,11 @@
 """``python -m fat_tf.data check DIR``: validate a FAT2019 folder and summarise it.
 
-Every CSV row and every WAV header is checked (:func:`~fat_tf.data.manifest.load_dataset`
-with ``check_audio=True``); the summary gives, per set, the clip count, total and
-min/median/max duration, the labels-per-clip histogram and clips per class.
+Every CSV row and every audio file's header is checked
+(:func:`~fat_tf.data.manifest.load_dataset` with ``check_audio=True``); the summary gives,
+per set, the clip count, total and min/median/max duration, the labels-per-clip histogram
+and clips per class, and which clips are converted when read (another format, sample
+format, channel count or rate than 16-bit PCM mono WAV at the model's rate), counted by
+reason.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def check_dataset(
     Args:
         root: the dataset folder.
         skip_bad: leave bad rows and clips out (reported as warnings) instead of failing.
-        sample_rate: the sample rate every clip must have.
+        sample_rate: the model's sample rate (clips at other rates are resampled).
 
     Returns:
         The dataset and the messages of the :class:`DataWarning` s emitted.
@@ -79,6 +82,10 @@ def summarize(dataset: FatDataset, messages: list[str] | None = None) -> str:
         if manifest.labels is not None and len(manifest):
             lines.append("")
             lines += _label_stats(name, manifest)
+    conversion = _conversion_lines(dataset)
+    if conversion:
+        lines.append("")
+        lines += conversion
     lines.append("")
     if messages:
         lines.append(f"warnings ({len(messages)}):")
@@ -102,6 +109,32 @@ def _set_row(name: str, manifest: Manifest) -> str:
             f"{np.median(d):>6.2f}s {d.max():>6.2f}s"
         )
     return f"{name:<8} {len(manifest):>7} {stats}  {labels}"
+
+
+def _conversion_lines(dataset: FatDataset) -> list[str]:
+    """What is converted when read, per set and by reason (empty when nothing is)."""
+    from fat_tf.audio_io import CONVERSION
+
+    total = sum(len(m) for m in dataset.sets().values())
+    lines = []
+    converted = 0
+    for name, manifest in dataset.sets().items():
+        if not manifest.conversions:
+            continue
+        reasons = Counter(r for clip in manifest.conversions for r in clip)
+        clips = sum(1 for clip in manifest.conversions if clip)
+        if clips:
+            converted += clips
+            by_reason = ", ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
+            lines.append(f"{name}: {clips} of {len(manifest)} clip(s) converted ({by_reason})")
+    if not lines:
+        return []
+    return [
+        f"converted when read: {converted} of {total} clip(s) are not 16-bit PCM mono WAV at "
+        f"the model's rate ({CONVERSION}); train with --set data.cache=DIR to convert "
+        "them once",
+        *lines,
+    ]
 
 
 def _label_stats(name: str, manifest: Manifest) -> list[str]:
@@ -137,7 +170,7 @@ def run_check(
     Args:
         root: the dataset folder.
         skip_bad: leave bad rows and clips out instead of failing.
-        sample_rate: the sample rate every clip must have.
+        sample_rate: the model's sample rate (clips at other rates are resampled).
         out: where the summary goes (stdout by default).
         err: where the error goes (stderr by default).
 

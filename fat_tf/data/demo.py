@@ -849,7 +849,8 @@ def default_demo_dir(seed: int = 0, size: str = "default") -> Path:
 
     The folder is ``$FAT_TF_CACHE`` (or ``~/.cache/fat_tf``) /
     ``demo-v1-<size>-seed<seed>``. Because generation is atomic, an existing folder is
-    complete; concurrent first uses are safe (the loser discards its copy).
+    complete; concurrent first uses are safe (the loser discards its copy). Generating
+    prints a line to stderr before and after.
 
     Args:
         seed: non-negative integer seed.
@@ -863,12 +864,18 @@ def default_demo_dir(seed: int = 0, size: str = "default") -> Path:
     root = Path(os.environ.get("FAT_TF_CACHE") or Path.home() / ".cache" / "fat_tf")
     path = root / f"demo-v{DEMO_VERSION}-{size}-seed{seed}"
     if not non_empty_dir(path):
-        log.info("generating the %s demo dataset (seed %d) into %s", size, seed, path)
+        # on stderr, so a first `train` does not sit silent while the clips are rendered
+        print(f"generating the {size} demo dataset (seed {seed}) into {path}: first use "
+              "only, about 30 s for the default size (set FAT_TF_CACHE to keep it "
+              "elsewhere)", file=sys.stderr, flush=True)
+        started = time.perf_counter()
         try:
             generate_demo_dataset(path, seed=seed, size=size)
         except DemoDatasetExistsError:
             if not non_empty_dir(path):
                 raise
+        print(f"demo dataset ready in {time.perf_counter() - started:.0f} s: {path}",
+              file=sys.stderr, flush=True)
     return path
 
 
@@ -901,13 +908,13 @@ def summarize(plan: dict[str, list[DemoClip]]) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
-    """Command-line interface of ``python -m fat_tf.data.demo``."""
+def _parser(prog: str = "python -m fat_tf.data.demo") -> argparse.ArgumentParser:
+    """Command-line interface of ``python -m fat_tf.data.demo`` (``fat-tf data demo``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m fat_tf.data.demo",
+        prog=prog,
         description="Generate a synthetic FAT2019-style dataset (same folder layout and CSV "
         "formats, 12 classes of synthetic sound events, a curated set, a 4x "
-        "larger noisy set with ~35%% wrong labels, and a labelled test set). "
+        "larger noisy set with ~35% wrong labels, and a labelled test set). "
         "The same seed and size always give byte-identical files.",
         epilog="Sizes: tiny = 4 curated clips per class, clips <= 3 s (for tests); "
         "small = 10 per class; default = 25 per class (300 curated, 1200 noisy, "
@@ -933,13 +940,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run the command line; returns the exit status.
 
     Args:
         argv: arguments without the program name (default ``sys.argv[1:]``).
+        prog: the program name in usage and error messages (default ``python -m
+            fat_tf.data.demo``; ``fat-tf data demo`` forwards).
     """
-    parser = _parser()
+    parser = _parser(prog) if prog else _parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:

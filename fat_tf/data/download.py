@@ -5,6 +5,7 @@ Command line::
     python -m fat_tf.data.download --dest DIR [--subset curated,noisy,test]
         [--fix-labels drop|relabel|keep] [--test-clips all|private]
         [--kaggle-zip PATH] [--record-url URL] [--archive-dir DIR] [--remove-archives]
+        [--dry-run]
 
 The result is what :func:`fat_tf.data.load_dataset` and ``python -m fat_tf.data check``
 accept::
@@ -36,6 +37,10 @@ How it works:
       it to extract again); CSVs are regenerated from the metadata on every run and only
       rewritten when their content changes, so re-running with another ``--fix-labels``
       just updates them. The record API is only contacted when a file must be fetched.
+    - ``--dry-run`` (:func:`plan_zenodo_download`, :func:`plan_kaggle_zip`) lists the
+      files a run would need, with size, MD5 and whether they are already there, and the
+      total to download; it reads only the record JSON and writes nothing. Progress
+      lines (:mod:`fat_tf.data.progress`) show the speed and the time left.
 Decisions:
     - ``train_curated.csv`` / ``train_noisy.csv`` are ``fname,labels`` from the
       ``*_post_competition.csv`` files, sorted by fname, LF line endings and minimal quoting:
@@ -70,6 +75,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -117,13 +123,17 @@ __all__ = [
     "TEST_CLIPS_MODES",
     "TEST_META_CSV",
     "VOCABULARY_CSV",
+    "PlannedFile",
     "SubsetSpec",
     "ZenodoFiles",
     "ZenodoRecord",
     "apply_label_fixes",
     "build_parser",
+    "dry_run_text",
     "kaggle_labels_csv",
     "main",
+    "plan_kaggle_zip",
+    "plan_zenodo_download",
     "prepare_from_kaggle_zip",
     "prepare_from_zenodo",
     "read_labelled_rows",
@@ -263,6 +273,9 @@ class _Stamps:
             and entry.get("size") == st.st_size
             and entry.get("mtime_ns") == st.st_mtime_ns
         )
+
+    def entry(self, name: str) -> dict:
+        return self._data.get(name, {})
 
     def add(self, name: str, path: str, md5: str) -> None:
         st = os.stat(path)
@@ -640,6 +653,204 @@ def _install_zenodo_subset(
             files.remove(name)
 
 
+# --------------------------------------------------------------------------- dry run
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One file a download would need (``--dry-run``).
+
+    Args:
+        name: the file name (a Zenodo file, or an entry of the Kaggle zip).
+        subset: ``meta`` or the subset it belongs to.
+        size: its size in bytes (the record's, or the uncompressed size in a Kaggle zip).
+        md5: the record's MD5 checksum (empty for a Kaggle zip entry).
+        status: what a real run would do with it.
+        to_fetch: bytes a real run would download.
+    """
+
+    name: str
+    subset: str
+    size: int
+    md5: str
+    status: str
+    to_fetch: int
+
+
+def plan_zenodo_download(
+    dest: str | os.PathLike,
+    *,
+    subsets: Sequence[str] = DEFAULT_SUBSETS,
+    record_url: str = RECORD_API_URL,
+    archive_dir: str | os.PathLike | None = None,
+    options: DownloadOptions | None = None,
+    record: ZenodoRecord = FSDKAGGLE2019,
+) -> tuple[list[PlannedFile], list[str]]:
+    """What :func:`prepare_from_zenodo` would fetch, without downloading or writing anything.
+
+    Sizes and MD5s come from the record API JSON (the list of expected files), which is
+    read only when a needed file has not been verified already; verified files are
+    listed from ``verified.json``.
+
+    Args:
+        dest: the dataset folder (need not exist).
+        subsets: any of ``curated``, ``noisy``, ``test``, ``doc``.
+        record_url: the record API URL.
+        archive_dir: where archives are kept (``DEST/downloads`` by default).
+        options: network settings.
+        record: the file table.
+
+    Returns:
+        ``(files, notes)``: the files needed, in download order, and one line per
+        subset whose folder is already there (its archives are not needed).
+
+    Raises:
+        DownloadError: the record cannot be read or lacks a needed file.
+    """
+    options = options or DownloadOptions()
+    dest = os.path.abspath(os.fspath(dest))
+    folder = os.fspath(archive_dir or os.path.join(dest, "downloads"))
+    stamps = _Stamps(folder)  # reads verified.json; writes nothing
+    needed, notes = [("meta", record.meta)], []
+    for key in _selected(subsets, record):
+        spec = record.subsets[key]
+        if os.path.isdir(os.path.join(dest, spec.folder)):
+            notes.append(f"{spec.folder}/: already there, skipped (its archives are not needed)")
+        else:
+            needed += [(key, name) for name in spec.archives]
+    remote: dict[str, RemoteFile] | None = None
+    files = []
+    for key, name in needed:
+        path = os.path.join(folder, name)
+        if stamps.ok(name, path):
+            entry = stamps.entry(name)
+            files.append(PlannedFile(name, key, int(entry["size"]), str(entry.get("md5", "")),
+                                     "already downloaded and verified", 0))
+            continue
+        if remote is None:
+            options.say(f"reading the file list of {record_url}")
+            remote = fetch_record(record_url, options)
+        if name not in remote:
+            listed = ", ".join(sorted(remote))
+            raise DownloadError(f"{record_url}: the record has no file {name!r}: {listed}")
+        r = remote[name]
+        part = _size_or_none(path + ".part")
+        if os.path.exists(path):
+            status, fetch = "on disk, to verify (downloaded again if corrupt)", 0
+        elif part is not None and 0 < part <= r.size:
+            status, fetch = f"partial ({part / 1e6:.1f} MB on disk), resumes", r.size - part
+        else:
+            status, fetch = "to download", r.size
+        files.append(PlannedFile(name, key, r.size, r.md5, status, fetch))
+    return files, notes
+
+
+def plan_kaggle_zip(
+    dest: str | os.PathLike,
+    kaggle_zip: str | os.PathLike,
+    *,
+    subsets: Sequence[str] = DEFAULT_SUBSETS,
+) -> tuple[list[PlannedFile], list[str]]:
+    """What :func:`prepare_from_kaggle_zip` would extract, without writing anything.
+
+    Args:
+        dest: the dataset folder (need not exist).
+        kaggle_zip: the competition zip.
+        subsets: any of ``curated``, ``noisy``, ``test`` (``doc`` is not in the zip).
+
+    Returns:
+        ``(files, notes)`` as :func:`plan_zenodo_download` (``to_fetch`` is 0: nothing is
+        downloaded; ``size`` is the uncompressed size).
+
+    Raises:
+        DataError: the zip lacks a subset's inner zip or folder.
+    """
+    dest = os.path.abspath(os.fspath(dest))
+    files, notes = [], []
+    with ZipArchive(kaggle_zip) as outer:
+        index = _kaggle_index(outer)
+        for key in _selected(subsets, FSDKAGGLE2019):
+            spec = FSDKAGGLE2019.subsets[key]
+            if key == "doc":
+                notes.append("doc: not part of the Kaggle zip, skipped")
+                continue
+            if os.path.isdir(os.path.join(dest, spec.folder)):
+                notes.append(f"{spec.folder}/: already there, skipped")
+                continue
+            inner = next((index[n] for n in spec.kaggle_archives if n in index), None)
+            if inner is not None:
+                files.append(PlannedFile(inner.name, key, inner.size, "", "to extract", 0))
+                continue
+            prefix = _kaggle_folder(outer, spec.folder)
+            if prefix is None:
+                raise DataError(
+                    f"{outer.path}: has neither {' nor '.join(spec.kaggle_archives)} nor a "
+                    f"{spec.folder}/ folder"
+                )
+            members = [m for m in outer.members()
+                       if not m.is_dir and m.name.startswith(prefix + "/")]
+            files.append(PlannedFile(prefix + "/", key, sum(m.size for m in members), "",
+                                     f"to extract ({len(members)} files)", 0))
+    return files, notes
+
+
+def dry_run_text(files: Sequence[PlannedFile], notes: Sequence[str], source: str,
+                 archive_dir: str) -> str:
+    """The ``--dry-run`` listing: one line per file (size, MD5, status) and the totals.
+
+    Args:
+        files: from :func:`plan_zenodo_download` or :func:`plan_kaggle_zip`.
+        notes: lines about skipped subsets.
+        source: where the files come from (the record URL or the Kaggle zip).
+        archive_dir: where downloads would go.
+    """
+    lines = [f"dry run: nothing is downloaded or written; files from {source}"]
+    if files:
+        width = max(len(f.name) for f in files)
+        lines.append(f"  {'file':<{width}}  {'subset':<7}  {'size':>10}  "
+                     f"{'md5':<32}  status")
+        for f in files:
+            lines.append(f"  {f.name:<{width}}  {f.subset:<7}  {_size_text(f.size):>10}  "
+                         f"{f.md5 or '-':<32}  {f.status}")
+    lines += [f"  {n}" for n in notes]
+    total = sum(f.size for f in files)
+    fetch = sum(f.to_fetch for f in files)
+    lines.append(f"total: {len(files)} file(s), {_size_text(total)}; to download: "
+                 f"{_size_text(fetch)} into {archive_dir}")
+    if fetch:
+        free = _free_bytes(archive_dir)
+        if free is not None:
+            verdict = "enough" if free >= fetch else "NOT enough"
+            lines.append(f"free on that disk: {_size_text(free)} ({verdict} for the "
+                         "download; extracting needs about as much again)")
+    return "\n".join(lines)
+
+
+def _size_text(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _size_or_none(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def _free_bytes(folder: str) -> int | None:
+    """Free bytes on the disk that holds ``folder`` (or its nearest existing parent)."""
+    path = os.path.abspath(folder)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
 # --------------------------------------------------------------------------- Kaggle zip
 
 
@@ -876,6 +1087,13 @@ def build_parser(prog: str = "python -m fat_tf.data.download") -> argparse.Argum
         help="delete each subset's archives once it is extracted (saves ~27 GB)",
     )
     parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the files a run would need (name, size, MD5, whether already there) "
+        "and the total to download, then stop: nothing is downloaded or written (only "
+        "the record's file list is read)",
+    )
+    parser.add_argument(
         "--retries", type=int, default=5, metavar="N", help="retries per file (default: 5)"
     )
     parser.add_argument(
@@ -901,6 +1119,19 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     dest = os.path.abspath(args.dest)
     try:
         _check_dest(dest)
+        if args.dry_run:
+            archive_dir = os.path.abspath(args.archive_dir or os.path.join(dest, "downloads"))
+            if args.kaggle_zip:
+                files, notes = plan_kaggle_zip(dest, args.kaggle_zip, subsets=args.subset)
+                source = os.path.abspath(args.kaggle_zip)
+            else:
+                files, notes = plan_zenodo_download(
+                    dest, subsets=args.subset, record_url=args.record_url,
+                    archive_dir=archive_dir, options=options,
+                )
+                source = args.record_url
+            print(dry_run_text(files, notes, source, archive_dir))
+            return 0
         if args.kaggle_zip:
             prepare_from_kaggle_zip(
                 dest,

@@ -19,9 +19,11 @@ Decisions:
       split your data yourself and give the two parts as separate inputs.
     - File names are kept readable and unique: a file's path relative to its input root with
       ``/`` replaced by ``__`` (``dog/001.wav`` -> ``dog__001.wav``).
-    - Only WAV files fat_tf reads natively (16-bit PCM, mono, ``--sample-rate``) are copied
-      (or hard-linked with ``--link``); any other audio file stops the command with a one-line
-      error naming it, before anything is written. Files that are not audio are ignored.
+    - Audio files are copied as they are (or hard-linked with ``--link``), in any format
+      fat_tf reads (:func:`fat_tf.audio_io.probe_audio`: WAV of any sample format, FLAC,
+      Ogg, MP3...; training converts what is not 16-bit PCM mono WAV at the model's rate).
+      A file that cannot be read stops the command with a one-line error naming it, before
+      anything is written. Files that are not audio are ignored.
     - Class names are the folder names or the CSV's labels; they may not contain a comma
       (the label separator) or start or end with a space. Columns of
       ``sample_submission.csv`` are in Python ``sorted()`` order.
@@ -49,9 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fat_tf.audio_io import AUDIO_EXTENSIONS
+from fat_tf.audio_io import AUDIO_EXTENSIONS, probe_audio
 from fat_tf.data.demo import _write_csv, write_wav
-from fat_tf.data.wav import check_wav
 from fat_tf.errors import AudioFormatError, DataError
 from fat_tf.files import non_empty_dir, swap_folder_into_place
 
@@ -351,16 +352,8 @@ def split_test(
 def _check_audio(clips: Iterable[LayoutClip], sample_rate: int) -> None:
     """Check every source file before writing anything (one-line error naming the file)."""
     for clip in clips:
-        suffix = clip.source.suffix.lower()
-        if suffix != ".wav":
-            kind = suffix.lstrip(".").upper() or "extension-less"
-            raise LayoutError(
-                f"{clip.source}: {kind} files are not supported by the layout command; convert "
-                f"it to 16-bit PCM mono WAV at {sample_rate} Hz first (e.g. ffmpeg -i IN -ac 1 "
-                f"-ar {sample_rate} -c:a pcm_s16le OUT.wav)"
-            )
         try:
-            check_wav(clip.source, sample_rate)
+            probe_audio(clip.source, sample_rate)
         except AudioFormatError as e:
             raise LayoutError(" ".join(str(e).split())) from None
 
@@ -398,7 +391,7 @@ def write_layout(
         test: the test clips (labels go to ``test_post_competition.csv``).
         noisy: optional noisy training clips.
         link: hard-link the files instead of copying them.
-        sample_rate: the rate every clip must have.
+        sample_rate: the model's sample rate (clips at other rates are resampled when read).
 
     Returns:
         The class names (sorted).
@@ -453,8 +446,10 @@ DESCRIPTION = (
     "train_curated.csv + train_curated/, test/ + sample_submission.csv + "
     "test_post_competition.csv (test labels), and optionally train_noisy.csv + "
     "train_noisy/. Files are copied (or hard-linked) under readable names "
-    "('dog/001.wav' becomes 'dog__001.wav'). Only 16-bit PCM mono WAV at the sample rate is "
-    "accepted; any other audio file is named in a one-line error before anything is written."
+    "('dog/001.wav' becomes 'dog__001.wav'), in any format fat_tf reads (WAV of any sample "
+    "format, FLAC, Ogg Vorbis/Opus, MP3...; training converts them to mono at the model's "
+    "rate). A file that cannot be read is named in a one-line error before anything is "
+    "written."
 )
 EPILOG = (
     "Examples: python -m fat_tf.data layout --from-folders my_sounds --out data/mine ; "
@@ -471,7 +466,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--from-folders",
         metavar="SRC",
         type=Path,
-        help="folder with one sub-folder of WAV files per class (SRC/<class>/*.wav)",
+        help="folder with one sub-folder of audio files per class (SRC/<class>/*.wav)",
     )
     source.add_argument(
         "--from-csv",
@@ -525,7 +520,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=44100,
         metavar="N",
-        help="sample rate every clip must have, in Hz (default: %(default)s)",
+        help="the model's sample rate in Hz; clips at other rates are resampled when "
+        "read (default: %(default)s)",
     )
 
 

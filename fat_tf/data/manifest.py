@@ -2,7 +2,9 @@
 
 A :class:`Manifest` is one set of clips (curated, noisy or test): file names, a multi-hot
 label matrix in class order and, when the audio was checked, clip durations read from the
-WAV headers. :func:`load_dataset` reads a whole folder in the Kaggle FAT2019 layout
+file headers and what each file needs converted (:func:`fat_tf.audio_io.probe_audio`:
+any format and rate libsndfile reads is accepted and converted when read).
+:func:`load_dataset` reads a whole folder in the Kaggle FAT2019 layout
 (:class:`DatasetLayout`).
 
 Every problem is reported as a :class:`~fat_tf.errors.DataError` (or
@@ -34,18 +36,21 @@ import os
 import warnings
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fat_tf.data.wav import check_wav
 from fat_tf.errors import AudioFormatError, DataError
 from fat_tf.files import NotRegularFileError, open_regular
+
+if TYPE_CHECKING:
+    from fat_tf.audio_io import AudioInfo
 
 _SHOW = 3  # problems or names quoted in one message
 
 
 class DataWarning(UserWarning):
-    """A dataset problem that was tolerated (unlisted WAV files, rows skipped on request)."""
+    """A dataset problem that was tolerated (unlisted audio files, rows skipped on request)."""
 
 
 # --------------------------------------------------------------------------- class names
@@ -144,16 +149,19 @@ def _unknown_label(label: str, class_names: Iterable[str]) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Manifest:
-    """One set of clips: names, labels and (if checked) durations.
+    """One set of clips: names, labels and (if checked) durations and conversions.
 
     Args:
         csv_path: the CSV the clips were listed in.
-        audio_dir: the folder holding the WAV files.
+        audio_dir: the folder holding the audio files.
         fnames: file names inside ``audio_dir``, in CSV order.
         labels: ``[N, C]`` float32 multi-hot labels in ``class_names`` order, or ``None``
             for an unlabelled set.
         class_names: the C class names.
-        durations: ``[N]`` float64 clip durations in seconds from the WAV headers, or
+        durations: ``[N]`` float64 clip durations in seconds from the file headers, or
+            ``None`` when the audio was not checked.
+        conversions: per clip, why it is converted when read (format, channels, rate;
+            see :func:`fat_tf.audio_io.probe_audio`), ``()`` for a clip read as it is;
             ``None`` when the audio was not checked.
     """
 
@@ -163,13 +171,14 @@ class Manifest:
     labels: np.ndarray | None
     class_names: tuple[str, ...]
     durations: np.ndarray | None = None
+    conversions: tuple[tuple[str, ...], ...] | None = None
 
     def __len__(self) -> int:
         return len(self.fnames)
 
     @property
     def paths(self) -> list[str]:
-        """Full paths of the WAV files, as strings."""
+        """Full paths of the audio files, as strings."""
         return [os.path.join(self.audio_dir, f) for f in self.fnames]
 
     @property
@@ -201,6 +210,8 @@ class Manifest:
             fnames=tuple(self.fnames[i] for i in idx),
             labels=None if self.labels is None else self.labels[idx],
             durations=None if self.durations is None else self.durations[idx],
+            conversions=None if self.conversions is None
+            else tuple(self.conversions[i] for i in idx),
         )
 
 
@@ -238,13 +249,14 @@ def read_manifest(
     Args:
         csv_path: the CSV (``train_curated.csv``...). Columns other than ``fname`` and
             ``labels`` are allowed and ignored.
-        audio_dir: the folder holding the listed WAV files.
+        audio_dir: the folder holding the listed audio files.
         class_names: the classes, in label-matrix column order.
         skip_bad: leave out bad rows and clips (one :class:`DataWarning` with the count)
             instead of raising.
-        check_audio: run :func:`~fat_tf.data.wav.check_wav` on every listed file (headers
-            only) and record durations; without it only the files' presence is checked.
-        sample_rate: the sample rate the clips must have.
+        check_audio: run :func:`~fat_tf.audio_io.probe_audio` on every listed file
+            (headers only) and record durations and conversions; without it only the
+            files' presence is checked.
+        sample_rate: the model's sample rate (clips at other rates are resampled).
 
     Returns:
         The :class:`Manifest`, rows in CSV order.
@@ -252,7 +264,7 @@ def read_manifest(
     Raises:
         DataError: the CSV is missing or malformed, or a row is bad; the message names
             the CSV, the line and the value, and counts further problems.
-        AudioFormatError: a listed WAV file is missing or unusable (unless ``skip_bad``).
+        AudioFormatError: a listed audio file is missing or unusable (unless ``skip_bad``).
     """
     csv_path, audio_dir = os.fspath(csv_path), os.fspath(audio_dir)
     class_names = tuple(class_names)
@@ -293,8 +305,8 @@ def read_test_manifest(
             than the submission (e.g. the public part of the test set).
         skip_bad: leave out bad rows and clips with one :class:`DataWarning` instead of
             raising.
-        check_audio: check every WAV header (see :func:`read_manifest`).
-        sample_rate: the sample rate the clips must have.
+        check_audio: check every audio file's header (see :func:`read_manifest`).
+        sample_rate: the model's sample rate (clips at other rates are resampled).
 
     Returns:
         The test :class:`Manifest` (``labels`` is ``None`` without ``labels_csv``).
@@ -527,10 +539,12 @@ def _check_files(
     *,
     check_audio: bool,
     sample_rate: int,
-) -> dict[str, float]:
-    """Check presence (and headers) of each entry's file; return durations of good ones."""
+) -> dict[str, AudioInfo]:
+    """Check presence (and headers) of each entry's file; return the good ones' info."""
+    from fat_tf.audio_io import probe_audio  # here: fat_tf.audio_io imports this package
+
     names = _list_audio_dir(audio_dir, csv_path)
-    durations: dict[str, float] = {}
+    found: dict[str, AudioInfo] = {}
     for e in entries:
         path = os.path.join(audio_dir, e.fname)
         if e.fname not in names:
@@ -539,21 +553,24 @@ def _check_files(
             )
         elif check_audio:
             try:
-                durations[e.fname] = check_wav(path, sample_rate).duration
+                found[e.fname] = probe_audio(path, sample_rate)
             except AudioFormatError as err:
                 problems.append(_Problem(csv_path, e.line, str(err), error=AudioFormatError))
     listed = {e.fname for e in entries} | {p.fname for p in problems if p.fname}
     _warn_unlisted(csv_path, audio_dir, names, listed)
-    return durations
+    return found
 
 
 def _warn_unlisted(csv_path: str, audio_dir: str, names: set[str], listed: set[str]) -> None:
-    """Warn once about WAV files in ``audio_dir`` that the CSV does not list."""
-    extra = sorted(n for n in names if n.lower().endswith(".wav") and n not in listed)
+    """Warn once about audio files in ``audio_dir`` that the CSV does not list."""
+    from fat_tf.audio_io import is_audio_file
+
+    extra = sorted(n for n in names if is_audio_file(n) and n not in listed)
     if extra:
         shown = ", ".join(extra[:_SHOW]) + (", ..." if len(extra) > _SHOW else "")
         warnings.warn(
-            f"{audio_dir}: {len(extra)} WAV file(s) not listed in {csv_path} are ignored: {shown}",
+            f"{audio_dir}: {len(extra)} audio file(s) not listed in {csv_path} are ignored: "
+            f"{shown}",
             DataWarning,
             stacklevel=2,
         )
@@ -601,7 +618,7 @@ def _finish(
         _raise_first(csv_path, problems)  # CSV problems: fail before reading any audio
     if labelled:
         entries = [e for e in entries if e.labels is not None]
-    durations = _check_files(
+    info = _check_files(
         csv_path, audio_dir, entries, problems, check_audio=check_audio, sample_rate=sample_rate
     )
     if problems and not skip_bad:
@@ -617,7 +634,8 @@ def _finish(
         fnames=tuple(e.fname for e in entries),
         labels=labels,
         class_names=class_names,
-        durations=np.array([durations[e.fname] for e in entries]) if check_audio else None,
+        durations=np.array([info[e.fname].duration for e in entries]) if check_audio else None,
+        conversions=tuple(info[e.fname].conversion for e in entries) if check_audio else None,
     )
 
 
@@ -635,8 +653,10 @@ _LAYOUT_HELP = """\
 A FAT2019 dataset folder (Kaggle layout) holds:
   sample_submission.csv      header fname,<class names in sorted order>; rows list test clips
   train_curated.csv          header fname,labels (multi-label cells quoted: "Bark,Slam")
-  train_curated/             the curated WAV files (16-bit PCM mono 44.1 kHz)
-  test/                      the test WAV files listed in sample_submission.csv
+  train_curated/             the curated audio files (WAV, FLAC, Ogg, MP3...; 16-bit PCM
+                             mono WAV at the model's rate is read as it is, the rest
+                             converted when read)
+  test/                      the test audio files listed in sample_submission.csv
 and optionally:
   train_noisy.csv + train_noisy/   the noisy training set
   test_post_competition.csv  test labels (fname,labels,usage,...)"""
@@ -771,8 +791,8 @@ def load_dataset(
     Args:
         root: the dataset folder (see :class:`DatasetLayout`).
         skip_bad: leave out bad rows and clips with one :class:`DataWarning` per file.
-        check_audio: check every WAV header (see :func:`read_manifest`).
-        sample_rate: the sample rate every clip must have.
+        check_audio: check every audio file's header (see :func:`read_manifest`).
+        sample_rate: the model's sample rate (clips at other rates are resampled).
 
     Returns:
         The :class:`FatDataset`.
@@ -789,7 +809,7 @@ def load_dataset(
         why = "it lists none" + (", or every listed clip was left out as bad" if skip_bad else "")
         raise DataError(
             f"{layout.curated_csv}: no curated clips ({why}); training and validation need "
-            f"labelled curated clips: list them as fname,labels rows, with their WAV files "
+            f"labelled curated clips: list them as fname,labels rows, with their audio files "
             f"in {layout.curated_dir}"
         )
     noisy = None

@@ -119,7 +119,7 @@ def read_wav_info(path: str | os.PathLike) -> WavInfo:
             with the path.
     """
     path = os.fspath(path)
-    with _open_wav(path) as f:
+    with open_audio_file(path) as f:
         return _parse(f, _file_size(f, path), path)
 
 
@@ -141,7 +141,7 @@ def check_wav(path: str | os.PathLike, sample_rate: int = 44100) -> WavInfo:
             to convert the file.
     """
     path = os.fspath(path)
-    with _open_wav(path) as f:
+    with open_audio_file(path) as f:
         size = _file_size(f, path)
         info = _parse(f, size, path)
         problems = _usage_problems(info, sample_rate)
@@ -173,7 +173,7 @@ def decode_wav_problem(path: str | os.PathLike) -> str | None:
         AudioFormatError: the file cannot be opened or is empty.
     """
     path = os.fspath(path)
-    with _open_wav(path) as f:
+    with open_audio_file(path) as f:
         return _tf_walk(f, _file_size(f, path))
 
 
@@ -198,18 +198,24 @@ def _usage_problems(info: WavInfo, sample_rate: int) -> list[str]:
     return problems
 
 
-def _open_wav(path: str) -> BinaryIO:
-    """Open ``path`` for binary reading, turning OS errors into AudioFormatError."""
+def open_audio_file(path: str, what: str = "a WAV file") -> BinaryIO:
+    """Open ``path`` for binary reading, turning OS errors into one-line
+    AudioFormatErrors (a FIFO is refused at once: reading it would block forever).
+
+    Args:
+        path: the file.
+        what: what the file should be, for the messages (``a WAV file``).
+    """
     try:
         return open_regular(path)
-    except NotRegularFileError as e:  # a FIFO would block the reader forever
-        raise AudioFormatError(f"{path}: {e.strerror}; expected a WAV file") from None
+    except NotRegularFileError as e:
+        raise AudioFormatError(f"{path}: {e.strerror}; expected {what}") from None
     except FileNotFoundError:
         if os.path.islink(path):
             raise AudioFormatError(f"{path}: broken symbolic link") from None
         raise AudioFormatError(f"{path}: file not found") from None
     except IsADirectoryError:
-        raise AudioFormatError(f"{path}: is a directory, not a WAV file") from None
+        raise AudioFormatError(f"{path}: is a directory, not {what}") from None
     except PermissionError:
         raise AudioFormatError(f"{path}: cannot be read (permission denied)") from None
     except OSError as e:

@@ -33,9 +33,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fat_tf.config import FrontEndConfig
+from fat_tf.config import PAD_MODES, FrontEndConfig
 
-PAD_MODES = ("constant", "reflect")
 _MAX_SLICED_PIECES = 8
 STD_EPSILON = 1e-6
 _DB_PER_NEPER = 10.0 / math.log(10.0)

@@ -3,7 +3,7 @@
 :data:`METHODS` maps each ``--method`` name to its class.
 """
 
-from fat_tf.config import ConfigError
+from fat_tf.config import METHOD_NAMES, ConfigError
 from fat_tf.methods.base import Method
 from fat_tf.methods.meanteacher import MeanTeacher
 from fat_tf.methods.mixmatch import MixMatch
@@ -14,6 +14,8 @@ from fat_tf.methods.vat import VAT
 METHODS: dict[str, type[Method]] = {
     cls.name_in_registry: cls for cls in (Supervised, Mixup, VAT, MeanTeacher, MixMatch)
 }
+if tuple(METHODS) != METHOD_NAMES:  # the names' one home is fat_tf.config (checked there)
+    raise ImportError(f"fat_tf.config.METHOD_NAMES {METHOD_NAMES} differ from {tuple(METHODS)}")
 
 
 def get_method(name: str) -> type[Method]:

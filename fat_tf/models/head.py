@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import keras
 
+from fat_tf.config import POOLING_ORDERS  # their one home
 from fat_tf.layers.normalization import FusedBatchNormalization
 from fat_tf.models.cnn import BN_MOMENTUM
-
-POOLING_ORDERS = ("time_mean_freq_max", "freq_mean_time_max")
 
 
 @keras.saving.register_keras_serializable(package="fat_tf")

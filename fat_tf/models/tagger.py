@@ -17,13 +17,11 @@ import dataclasses
 
 import keras
 
-from fat_tf.config import AugmentConfig, Config, ModelConfig
+from fat_tf.config import BACKBONES, AugmentConfig, Config, ModelConfig
 from fat_tf.layers import LogMel
 from fat_tf.layers.augment import RandomTimeFlip, RandomTimeShift, SpecAugment
 from fat_tf.models.cnn import build_backbone
 from fat_tf.models.head import build_head
-
-BACKBONES = ("cnn", "cnn_skip")
 
 
 def classifier_channels(model: ModelConfig) -> int:

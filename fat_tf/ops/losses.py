@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from fat_tf.config import LOSS_NAMES
+
 
 def sigmoid_bce(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Binary cross-entropy from logits, averaged over classes (PyTorch's BCEWithLogits).
@@ -51,6 +53,8 @@ def multilabel_margin(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 
 
 LOSSES = {"bce": sigmoid_bce, "hinge": multilabel_margin}
+if tuple(LOSSES) != LOSS_NAMES:  # the names' one home is fat_tf.config
+    raise ImportError(f"fat_tf.config.LOSS_NAMES {LOSS_NAMES} differ from {tuple(LOSSES)}")
 
 
 def get_loss(name: str):

@@ -14,7 +14,7 @@ import math
 import keras
 from keras import ops
 
-SCHEDULES = ("cosine", "cosine_restarts", "constant")
+from fat_tf.config import LR_SCHEDULES as SCHEDULES  # their one home
 
 
 @keras.saving.register_keras_serializable(package="fat_tf")

@@ -95,7 +95,7 @@ def test_cli_skip_bad_reports_warnings(dataset):
     assert "curated        1" in result.stdout
     assert "warnings (2):" in result.stdout
     assert "skipped 1 of 2 row(s)" in result.stdout
-    assert "1 WAV file(s) not listed" in result.stdout  # c.wav
+    assert "1 audio file(s) not listed" in result.stdout  # c.wav
 
 
 def test_cli_help():
@@ -119,14 +119,24 @@ def test_missing_folder(tmp_path):
     assert "train_curated.csv" in err.getvalue()
 
 
-def test_bad_audio_and_sample_rate(dataset, capsys):
-    assert main(["check", "--sample-rate", "22050", str(dataset)]) == 1
-    err = capsys.readouterr().err
-    assert "line 2: " in err and "a.wav: 16-bit PCM, mono, 44100 Hz" in err
-    assert "44100 Hz found, 22050 Hz expected" in err
+def test_other_rates_and_stereo_are_reported_as_converted(dataset, capsys):
+    assert main(["check", "--sample-rate", "22050", str(dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "converted when read: 6 of 6 clip(s)" in out
+    assert "curated: 3 of 3 clip(s) converted (44100 Hz -> 22050 Hz: 3)" in out
     write_wav(dataset / "train_curated" / "a.wav", 0.5, channels=2)
+    assert main(["check", str(dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "converted when read: 1 of 6 clip(s)" in out
+    assert "curated: 1 of 3 clip(s) converted (stereo -> mono: 1)" in out
+
+
+def test_bad_audio(dataset, capsys):
+    (dataset / "train_curated" / "a.wav").write_bytes(b"RIFF\0\0\0\0WAVEdata")
     assert main(["check", str(dataset)]) == 1
-    assert "2 channels found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "line 2: " in err and f"{dataset / 'train_curated' / 'a.wav'}: " in err
+    assert err.count("error: ") == 1 and "INVALID" in err
 
 
 def test_format_duration():

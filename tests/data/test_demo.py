@@ -338,7 +338,7 @@ def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_default_demo_dir_generates_once(tmp_path, monkeypatch):
+def test_default_demo_dir_generates_once(tmp_path, monkeypatch, capsys):
     calls = []
 
     def fake_generate(out_dir, *, seed, size, overwrite=False):
@@ -351,8 +351,14 @@ def test_default_demo_dir_generates_once(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "generate_demo_dataset", fake_generate)
     path = default_demo_dir(seed=7, size="small")
     assert path == tmp_path / "demo-v1-small-seed7"
+    # the first use says on stderr what it is doing, where, and how to move the cache
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"generating the small demo dataset (seed 7) into {path}" in captured.err
+    assert "FAT_TF_CACHE" in captured.err and "demo dataset ready in" in captured.err
     assert default_demo_dir(seed=7, size="small") == path
     assert calls == [(7, "small")]
+    assert capsys.readouterr().err == ""  # already there: silent
 
 
 # -------------------------------------------------------------------------------------- CLI

@@ -433,7 +433,7 @@ def test_private_test_clips_reproduce_kaggle_submission(zenodo, tmp_path, capsys
     code, out, err = run_main(capsys, *args, "--test-clips", "private")
     assert code == 0, err
     assert (dest / "sample_submission.csv").read_bytes() == SUBMISSION_PRIVATE_CSV.encode()
-    assert "1 WAV file(s) not listed" in out  # the public clip stays in test/
+    assert "1 audio file(s) not listed" in out  # the public clip stays in test/
     assert not (dest / "train_noisy").exists() and not (dest / "train_noisy.csv").exists()
 
 
@@ -932,3 +932,93 @@ def test_progress_lines():
     p.close()
     assert log.getvalue().splitlines()[0].startswith("b.zip: 0.0/0.0 MB (50%)")
     assert len(log.getvalue().splitlines()) == 2 and "\r" not in log.getvalue()
+
+
+# --------------------------------------------------------------------------- ETA and --dry-run
+
+
+def test_progress_shows_eta_then_time_taken(monkeypatch):
+    from fat_tf.data import progress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    log = io.StringIO()
+    p = Progress("c.zip", 10_000_000, DownloadOptions(out=log, progress_interval=0.0))
+    clock[0] = 102.0
+    p.update(2_000_000)  # 1 MB/s, 8 MB left: 8 s
+    clock[0] = 230.0
+    p.update(6_000_000)  # 8 MB in 130 s, 2 MB left: 32.5 s
+    clock[0] = 300.0
+    p.update(2_000_000)
+    p.close()
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "c.zip: 2.0/10.0 MB (20%) 1.0 MB/s, ETA 8s"
+    assert lines[1].endswith("ETA 32s")
+    assert lines[-1] == "c.zip: 10.0/10.0 MB (100%) 0.1 MB/s, took 3m20s"
+    stalled = Progress("d.zip", 5, DownloadOptions(out=io.StringIO()))
+    assert stalled.line(clock[0]).endswith("ETA unknown")
+    assert [progress.format_duration(s) for s in (0, 59.4, 61, 3600 * 2 + 7 * 60)] == [
+        "0s", "59s", "1m01s", "2h07m"]
+
+
+def test_dry_run_lists_files_and_downloads_nothing(zenodo, fake, tmp_path, capsys):
+    dest = tmp_path / "fat"
+    code, out, err = run_main(capsys, "--dest", str(dest), "--record-url", zenodo.record_url,
+                              "--dry-run")
+    assert code == 0, err
+    assert zenodo.requests == [(RECORD_PATH, None)]  # the file list only
+    assert not dest.exists()
+    assert out.startswith("dry run: nothing is downloaded or written")
+    listed = {line.split()[0]: line for line in out.splitlines()[2:] if line.startswith("  ")}
+    expected = [META_ZIP, CURATED_ZIP, TEST_ZIP, *NOISY_PARTS]
+    assert sorted(listed) == sorted(expected)
+    for name in expected:
+        data = fake.files[name]
+        assert hashlib.md5(data).hexdigest() in listed[name] and "to download" in listed[name]
+    total = sum(len(fake.files[n]) for n in expected)
+    assert f"total: {len(expected)} file(s)" in out
+    assert f"to download: {dl._size_text(total)}" in out and "free on that disk" in out
+
+    # after a partial run: verified files and an existing subset folder are reported as such
+    prepare_from_zenodo(dest, subsets=["curated"], record_url=zenodo.record_url, options=quiet())
+    part = dest / "downloads" / (TEST_ZIP + ".part")
+    part.write_bytes(fake.files[TEST_ZIP][:100])
+    before = files_under(dest)
+    zenodo.requests.clear()
+    code, out, err = run_main(capsys, "--dest", str(dest), "--record-url", zenodo.record_url,
+                              "--dry-run", "--subset", "curated,test")
+    assert code == 0, err
+    assert files_under(dest) == before and zenodo.requests == [(RECORD_PATH, None)]
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "already downloaded and verified" in lines[META_ZIP]
+    assert CURATED_ZIP not in lines and "train_curated/: already there" in out
+    assert "partial (0.0 MB on disk), resumes" in lines[TEST_ZIP]
+    assert f"to download: {dl._size_text(len(fake.files[TEST_ZIP]) - 100)}" in out
+
+    # everything needed already verified: not even the record is read
+    zenodo.requests.clear()
+    code, out, err = run_main(capsys, "--dest", str(dest), "--record-url", zenodo.record_url,
+                              "--dry-run", "--subset", "curated")
+    assert code == 0, err
+    assert zenodo.requests == [] and "to download: 0 B" in out
+
+
+def test_dry_run_names_a_file_missing_from_the_record(zenodo, tmp_path, capsys):
+    del zenodo.files[TEST_ZIP]
+    code, out, err = run_main(capsys, "--dest", str(tmp_path / "fat"), "--record-url",
+                              zenodo.record_url, "--dry-run")
+    assert code == 1 and f"the record has no file {TEST_ZIP!r}" in err
+    assert not (tmp_path / "fat").exists()
+
+
+def test_dry_run_of_a_kaggle_zip(fake, tmp_path, capsys):
+    path = tmp_path / "kaggle.zip"
+    kaggle_zip(fake, path, zipfile.ZIP_DEFLATED, False)
+    dest = tmp_path / "fat"
+    code, out, err = run_main(capsys, "--dest", str(dest), "--kaggle-zip", str(path),
+                              "--dry-run")
+    assert code == 0, err
+    assert not dest.exists()
+    for name in ("train_curated.zip", "train_noisy.zip", "test.zip"):
+        assert f"  {name}  " in out and "to extract" in out
+    assert "to download: 0 B" in out
