@@ -48,20 +48,10 @@ def test_use_a_trained_model_examples(tmp_path):
     run_blocks(api, tmp_path)
 
 
-def test_python_api_examples(tmp_path, tmp_path_factory, tiny_demo_dir):
+def test_python_api_examples(tmp_path, tiny_models, tiny_demo_dir):
     """The "Python API" blocks as written, on the session's tiny run and export laid out
     as the "Use a trained model" commands leave them (runs/demo, exported/demo, demo/)."""
-    from fat_tf import export, train
-
-    base = tmp_path_factory.getbasetemp()  # shared with tests/test_export.py and others
-    run, out = base / "shared_tiny_run", base / "shared_tiny_export"
-    if not (run / "summary.json").exists():
-        assert train.main(["--data", str(tiny_demo_dir), "--out", str(run), "--epochs", "1",
-                           "--set", "frontend.n_mels=32", "--set", "data.crop_frames=32",
-                           "--set", "model.channels=[8,8,16,16]",
-                           "--set", "model.head_units=16", "--set", "data.batch_size=8"]) == 0
-    if not (out / "export.json").exists():
-        assert export.main([str(run), "--out", str(out), "--quantize"]) == 0
+    run, out = tiny_models
     for link, target in (("runs/demo", run), ("exported/demo", out), ("demo", tiny_demo_dir)):
         (tmp_path / link).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / link).symlink_to(target, target_is_directory=True)
@@ -69,3 +59,20 @@ def test_python_api_examples(tmp_path, tmp_path_factory, tiny_demo_dir):
     assert [lang for lang, _ in blocks] == ["python", "python", "python"]
     outputs = run_blocks(blocks, tmp_path)
     assert "(1, 12)" in outputs[2]  # the tiny demo set's 12 classes
+
+
+def test_set_up_tags_any_audio_file(tmp_path, tiny_models):
+    """The "Set up" section's predict and Python lines, as written, on a stereo 48 kHz
+    FLAC, with the session's tiny run standing in for the trained runs/first."""
+    import numpy as np
+    import soundfile as sf
+
+    blocks = section_blocks("Set up")
+    assert [lang for lang, _ in blocks][:3] == ["bash", "bash", "python"]
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "first").symlink_to(tiny_models[0], target_is_directory=True)
+    t = np.arange(48000 * 3) / 48000
+    stereo = 0.3 * np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)], 1)
+    sf.write(tmp_path / "my_recording.flac", stereo, 48000)
+    predicted, _ = run_blocks(blocks[1:3], tmp_path)
+    assert predicted.splitlines()[0].startswith("fname,") and "my_recording" in predicted
