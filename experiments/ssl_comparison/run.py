@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "code version, named in their 'code' column): their runs are "
                              "kept for the (setting, seed) pairs they hold instead of "
                              "training them again")
+    parser.add_argument("--table-only", action="store_true",
+                        help="train nothing: tabulate the --previous runs of the chosen "
+                             "settings and seeds")
     return parser
 
 
@@ -142,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.settings:
             if (name, seed) in earlier:
                 rows.append(earlier[(name, seed)])
+                continue
+            if args.table_only:
                 continue
             method, settings = SETTINGS[name]
             common.timed(f"{name}, seed {seed}")
