@@ -56,6 +56,7 @@ SETTINGS = {
     "mixmatch (default: + noisy labels x0.3 and audio)": ("mixmatch", []),
     "meanteacher (default), BatchNorm statistics from labelled clips": (
         "meanteacher", ["method.batchnorm_statistics=labelled"]),
+    "mixmatch (default), unlabelled weight 1": ("mixmatch", ["method.mixmatch_weight=1"]),
     "meanteacher (default), consistency weight 1": (
         "meanteacher", ["method.consistency_weight=1"]),
     "meanteacher (default), consistency weight 1, distinct views": (
