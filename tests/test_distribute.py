@@ -228,7 +228,7 @@ def test_cli_reports_a_missing_tf_config(tmp_path, monkeypatch, capsys):
     code = train.main(["--data", str(tmp_path), "--out", str(tmp_path / "run"),
                        "--strategy", "multiworker"])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("error: --strategy multiworker needs the TF_CONFIG")
+    assert code == 2 and err.startswith("error: --strategy multiworker needs the TF_CONFIG")
     with pytest.raises(SystemExit):
         train.build_parser().parse_args(["--strategy", "horovod"])
 
