@@ -223,12 +223,12 @@ def test_strategy_names_and_errors(monkeypatch):
             read_tf_config()
 
 
-def test_cli_reports_a_missing_tf_config(tmp_path, monkeypatch, capsys):
+def test_cli_reports_a_missing_tf_config(tmp_path, tiny_demo_dir, monkeypatch, capsys):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    code = train.main(["--data", str(tmp_path), "--out", str(tmp_path / "run"),
+    code = train.main(["--data", str(tiny_demo_dir), "--out", str(tmp_path / "run"),
                        "--strategy", "multiworker"])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: --strategy multiworker needs the TF_CONFIG")
+    assert code == 1 and err.startswith("error: --strategy multiworker needs the TF_CONFIG")
     with pytest.raises(SystemExit):
         train.build_parser().parse_args(["--strategy", "horovod"])
 
