@@ -40,7 +40,7 @@ NOISY_USAGES = ("auto", "labelled", "unlabelled", "both", "none")
 # TensorFlow is imported.
 
 #: Training methods (``train.method``), each a class in :mod:`fat_tf.methods`.
-METHOD_NAMES = ("supervised", "mixup", "vat", "meanteacher", "mixmatch")
+METHOD_NAMES = ("supervised", "mixup", "vat", "meanteacher", "mixmatch", "pseudolabel")
 
 #: Learning-rate schedules (``optim.lr_schedule``, :mod:`fat_tf.ops.schedules`).
 LR_SCHEDULES = ("cosine", "cosine_restarts", "constant")
@@ -319,6 +319,15 @@ class MethodConfig:
             labels dominate; see experiments/ssl_comparison).
         noisy_label_until: fraction of the run after which noisy labels get weight 0, so
             the rest of the run fine-tunes on the curated labels (1 = never).
+        noisy_bootstrap: soft-bootstrapping weight beta of a noisy clip's own labels
+            (Reed et al., 2015): its targets are ``beta * y + (1 - beta) * p`` with ``p``
+            the model's stop-gradient prediction, so labels it confidently contradicts
+            weigh less (1 = off; Reed et al. used 0.95).
+        pseudo_label_weight: final weight of the pseudo-label loss (``pseudolabel``).
+        pseudo_label_positive: probability at or above which a class of an unlabelled
+            clip becomes a positive pseudo-label (UPS's multi-label setting: 0.7).
+        pseudo_label_negative: probability at or below which it becomes a negative
+            pseudo-label (UPS: 0.05); classes in between are left out of the loss.
     """
 
     mixup_alpha: float = 1.0
@@ -340,6 +349,10 @@ class MethodConfig:
     export_student: bool = False
     noisy_label_weight: float = 0.3
     noisy_label_until: float = 1.0
+    noisy_bootstrap: float = 1.0
+    pseudo_label_weight: float = 1.0
+    pseudo_label_positive: float = 0.7
+    pseudo_label_negative: float = 0.05
 
     def __post_init__(self):
         if self.batchnorm_statistics not in ("all", "labelled"):
@@ -354,6 +367,14 @@ class MethodConfig:
         if not 0 <= self.noisy_label_until <= 1:
             raise ConfigError(f"method.noisy_label_until must be in [0, 1], got "
                               f"{self.noisy_label_until!r}")
+        if not 0 <= self.noisy_bootstrap <= 1:
+            raise ConfigError(f"method.noisy_bootstrap must be in [0, 1], got "
+                              f"{self.noisy_bootstrap!r}")
+        if not 0 <= self.pseudo_label_negative < self.pseudo_label_positive <= 1:
+            raise ConfigError(
+                "method.pseudo_label_negative and pseudo_label_positive must satisfy "
+                f"0 <= negative < positive <= 1, got {self.pseudo_label_negative!r} and "
+                f"{self.pseudo_label_positive!r}")
 
 
 @dataclass(frozen=True)

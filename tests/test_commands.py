@@ -76,8 +76,8 @@ def test_data_commands_are_forwarded(capsys):
 def test_help_shows_the_real_defaults(capsys):
     out = " ".join(help_text(capsys, "train", "--help").split())
     small, full = get_preset("small"), get_preset("fat2019")
-    assert f"--method NAME training method: supervised, mixup, vat, meanteacher, mixmatch " \
-           f"(default: {small.train.method})" in out
+    assert f"--method NAME training method: supervised, mixup, vat, meanteacher, mixmatch, " \
+           f"pseudolabel (default: {small.train.method})" in out
     assert f"(default: {small.train.steps} with --preset small, {full.train.steps} with " \
            "fat2019)" in out
     assert f"labelled clips per batch (default: {small.data.batch_size})" in out

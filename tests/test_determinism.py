@@ -22,7 +22,7 @@ FAST = [
     "--set", "model.channels=[8,8,16,16]", "--set", "model.head_units=16",
     "--set", "data.batch_size=8",
 ]
-METHODS = ["supervised", "mixup", "vat", "meanteacher", "mixmatch"]
+METHODS = ["supervised", "mixup", "vat", "meanteacher", "mixmatch", "pseudolabel"]
 
 
 def run(data, out, method: str, seed: int) -> list[dict]:

@@ -43,6 +43,8 @@ METHOD_KNOBS = {
     "meanteacher": {"method.ema_decay", "method.consistency_weight", "method.rampup_fraction"},
     "mixmatch": {"method.mixmatch_temperature", "method.mixmatch_alpha", "method.mixmatch_k",
                  "method.mixmatch_weight"},
+    "pseudolabel": {"method.pseudo_label_weight", "method.pseudo_label_positive",
+                    "method.pseudo_label_negative"},
 }
 
 

@@ -10,8 +10,11 @@ named):
 * noisy clips as labelled data: ``supervised`` with their labels at weight 1, at
   ``method.noisy_label_weight`` 0.3, and with curated-only fine-tuning over the last 30%
   of the run (``method.noisy_label_until=0.7``);
-* noisy clips as unlabelled audio: ``vat``, ``meanteacher``, ``mixmatch``, and mean
-  teacher with views that differ (time shift and SpecAugment masks on top of the flip).
+* noisy clips as unlabelled audio: ``vat``, ``meanteacher``, ``mixmatch``,
+  ``pseudolabel``, and mean teacher with views that differ (time shift and SpecAugment
+  masks on top of the flip);
+* the default supervised run with the noisy targets soft-bootstrapped
+  (``method.noisy_bootstrap=0.8``).
 
 Every run takes the default budget (``train.steps``) unless ``--steps`` is given. Scores:
 whole-clip test lwlrap of the best-validation checkpoint (what ``predict`` and ``export``
@@ -54,6 +57,9 @@ SETTINGS = {
     "vat (default: + noisy labels x0.3 and audio)": ("vat", []),
     "meanteacher (default: + noisy labels x0.3 and audio)": ("meanteacher", []),
     "mixmatch (default: + noisy labels x0.3 and audio)": ("mixmatch", []),
+    "pseudolabel (default: + noisy labels x0.3 and audio)": ("pseudolabel", []),
+    "supervised (default), noisy labels soft-bootstrapped 0.8": (
+        "supervised", ["method.noisy_bootstrap=0.8"]),
     "meanteacher (default), BatchNorm statistics from labelled clips": (
         "meanteacher", ["method.batchnorm_statistics=labelled"]),
     "mixmatch (default), unlabelled weight 1": ("mixmatch", ["method.mixmatch_weight=1"]),

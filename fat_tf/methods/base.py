@@ -25,6 +25,7 @@ from fat_tf.models.tagger import tagger_parts
 from fat_tf.ops.losses import get_loss, sigmoid_bce
 from fat_tf.ops.pooling import clip_logits
 from fat_tf.ops.ramps import sigmoid_rampup
+from fat_tf.ops.ssl import bootstrap_targets
 
 
 class Method(keras.Model):
@@ -185,10 +186,18 @@ class Method(keras.Model):
         1 noisy; a mixed clip holds the mixed flag): a clip's loss is then weighted by
         ``1 - flag + flag * noisy_label_weight`` while the run is before
         ``noisy_label_until``, and by ``1 - flag`` after it (curated-only fine-tuning).
+        With ``noisy_bootstrap`` beta < 1, a noisy clip's targets are soft-bootstrapped
+        towards the model's own prediction, ``beta * y + (1 - beta) * sigmoid(logits)``
+        (:func:`~fat_tf.ops.ssl.bootstrap_targets`; a mixed clip takes
+        ``1 - flag * (1 - beta)``, a curated clip keeps its labels).
         """
         if labels.shape[-1] == self.num_classes + 1:
             targets, noisy = labels[..., :-1], tf.cast(labels[..., -1], tf.float32)
             h = self.hparams
+            if h.noisy_bootstrap < 1:
+                targets = bootstrap_targets(
+                    targets, tf.sigmoid(tf.cast(logits, tf.float32)),
+                    1.0 - noisy * (1.0 - h.noisy_bootstrap))
             active = tf.cast(self.progress() < h.noisy_label_until, tf.float32)
             weights = 1.0 - noisy + noisy * h.noisy_label_weight * active
             return tf.reduce_mean(weights * self.supervised_loss_fn(targets, logits))

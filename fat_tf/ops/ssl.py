@@ -90,6 +90,50 @@ def binary_kl(target_logits: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(per_class, axis=-1)
 
 
+def bootstrap_targets(targets: tf.Tensor, probabilities: tf.Tensor,
+                      beta: tf.Tensor | float) -> tf.Tensor:
+    """Soft bootstrapping (Reed et al., 2015), per class: ``beta * y + (1 - beta) * p``.
+
+    A noisy target moves towards the model's own (stop-gradient) prediction, so labels
+    the model confidently disagrees with weigh less as training goes on. ``beta = 1``
+    keeps the targets.
+
+    Args:
+        targets: ``[B, C]`` targets in [0, 1].
+        probabilities: ``[B, C]`` the model's class probabilities (gradient stopped).
+        beta: weight of the given targets: a scalar or ``[B]`` (one per example, 1 for
+            clips whose labels are trusted).
+    """
+    beta = tf.cast(beta, tf.float32)
+    if beta.shape.rank == 1:
+        beta = beta[:, None]
+    p = tf.stop_gradient(tf.cast(probabilities, tf.float32))
+    return beta * tf.cast(targets, tf.float32) + (1.0 - beta) * p
+
+
+def confident_pseudo_labels(probabilities: tf.Tensor, positive_threshold: float,
+                            negative_threshold: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Hard multi-label pseudo-labels from confident class probabilities (after UPS,
+    Rizve et al., 2021): each class of each clip is its own decision.
+
+    A class whose probability is at least ``positive_threshold`` becomes a positive
+    target, one at most ``negative_threshold`` a negative target; classes in between
+    are masked out of the loss.
+
+    Args:
+        probabilities: ``[B, C]`` class probabilities of the guessing pass.
+        positive_threshold: lowest probability that counts as a confident positive.
+        negative_threshold: highest probability that counts as a confident negative.
+
+    Returns:
+        ``(targets, mask)``, both ``[B, C]`` float32 in {0, 1}.
+    """
+    p = tf.cast(probabilities, tf.float32)
+    positive = p >= positive_threshold
+    confident = tf.logical_or(positive, p <= negative_threshold)
+    return tf.cast(positive, tf.float32), tf.cast(confident, tf.float32)
+
+
 def normalize_per_example(d: tf.Tensor, epsilon: float = 1e-12) -> tf.Tensor:
     """Scale each example of ``d`` to unit L2 norm over all its non-batch axes.
 

@@ -45,7 +45,8 @@ def moving_stats(model):
 
 
 def test_registry_has_every_method():
-    assert set(METHODS) == {"supervised", "mixup", "vat", "meanteacher", "mixmatch"}
+    assert set(METHODS) == {"supervised", "mixup", "vat", "meanteacher", "mixmatch",
+                            "pseudolabel"}
     with pytest.raises(ValueError, match="unknown method"):
         get_method("fixmatch")
 
@@ -319,6 +320,73 @@ def test_noisy_label_weight_and_curated_fine_tuning(method_name):
     assert np.isfinite(history.history["loss"][-1])
 
 
+def _bce(targets, logits):
+    """Per-entry binary cross-entropy from logits, in numpy."""
+    return np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
+
+
+def test_noisy_bootstrap_softens_only_noisy_targets_towards_the_prediction():
+    """noisy_bootstrap=beta: a noisy clip's targets become beta*y + (1-beta)*sigmoid(z)
+    (stop-gradient), a mixed clip's take 1 - flag*(1-beta), curated clips keep theirs."""
+    config = tiny_config(**{"train.method": "supervised", "method.noisy_label_weight": 0.5,
+                            "method.noisy_bootstrap": 0.8})
+    method = build_method(config, CLASSES, total_steps=100)
+    rng = np.random.default_rng(1)
+    targets = (rng.random((5, CLASSES)) < 0.3).astype(np.float32)
+    flag = np.array([0, 1, 1, 0.5, 0], np.float32)
+    logits = rng.normal(size=(5, CLASSES)).astype(np.float32)
+    beta = 1 - flag * 0.2
+    soft = beta[:, None] * targets + (1 - beta[:, None]) / (1 + np.exp(-logits))
+    expected = np.mean((1 - flag + flag * 0.5) * _bce(soft, logits).mean(1))
+    labels = tf.constant(np.concatenate([targets, flag[:, None]], axis=1))
+    z = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        loss = method.supervised_loss(labels, z)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    # gradient of BCE with the soft targets held constant: (sigmoid(z) - target) * weight
+    weight = (1 - flag + flag * 0.5)[:, None] / (5 * CLASSES)
+    want = (1 / (1 + np.exp(-logits)) - soft) * weight
+    np.testing.assert_allclose(tape.gradient(loss, z).numpy(), want, rtol=1e-4, atol=1e-7)
+    with pytest.raises(ConfigError, match="noisy_bootstrap"):
+        tiny_config(**{"method.noisy_bootstrap": 1.5})
+
+
+def test_pseudolabel_loss_is_the_masked_bce_of_confident_guesses():
+    """With dropout and augmentation on (as in real runs): the guesses come from the
+    model in inference mode on the un-augmented unlabelled clips, each class kept when
+    confident, and the term is sum(mask * BCE) / (B_u * C) on the training pass's
+    logits of those clips; the supervised term is the BCE of the labelled part."""
+    config = tiny_config(**{"train.method": "pseudolabel", "model.dropout1": 0.3,
+                            "model.dropout2": 0.3, "augment.time_masks": 1,
+                            "augment.freq_masks": 1, "method.pseudo_label_positive": 0.55,
+                            "method.pseudo_label_negative": 0.45})
+    method = build_method(config, CLASSES, total_steps=10)
+    audio, labels = batch_data(config)
+    mel = method.logmel(tf.constant(audio[:4]))
+    unlabelled = method.logmel(tf.constant(audio[4:]))
+    seen = {}
+    classify = method.classify_training
+
+    def recording(features, labelled):
+        seen["logits"] = classify(features, labelled)
+        return seen["logits"]
+
+    method.classify_training = recording
+    guess = 1 / (1 + np.exp(-method.classifier(unlabelled, training=False).numpy()))
+    with tf.GradientTape() as tape:
+        terms = method.compute_losses(mel, tf.constant(labels[:4]), unlabelled, tape)
+    logits = seen["logits"].numpy()
+    positive = guess >= 0.55
+    mask = positive | (guess <= 0.45)
+    assert 0 < mask.sum() < mask.size  # some classes confident, some left out
+    expected = np.sum(mask * _bce(positive.astype(np.float32), logits[4:])) / mask.size
+    assert float(terms["pseudo_label"][0]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(terms["supervised"][0]) == pytest.approx(
+        float(_bce(labels[:4], logits[:4]).mean()), rel=1e-5)
+    # the training pass saw augmented clips: its logits differ from the guessing pass's
+    assert np.abs(logits[4:] - np.log(guess / (1 - guess))).max() > 1e-3
+
+
 def test_mixmatch_alignment_guesses_follow_the_labelled_class_frequencies():
     config = tiny_config(**{"train.method": "mixmatch", "method.mixmatch_k": 2,
                             "method.mixmatch_alignment": True})
@@ -361,7 +429,8 @@ def test_unlabelled_terms_wait_for_unlabelled_start(name):
             weights.append(float(method.compute_losses(mel[:4], tf.constant(labels[:4]),
                                                        mel[4:], tape)[term][1]))
     full = {"vat": config.method.vat_weight, "meanteacher": config.method.consistency_weight,
-            "mixmatch": config.method.mixmatch_weight}[name]
+            "mixmatch": config.method.mixmatch_weight,
+            "pseudolabel": config.method.pseudo_label_weight}[name]
     assert weights[0] == weights[1] == 0.0
     assert 0.0 <= weights[2] < weights[3] < weights[4] == pytest.approx(full)
     assert weights[5] == pytest.approx(full)

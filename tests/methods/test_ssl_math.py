@@ -12,6 +12,8 @@ from fat_tf.ops.ramps import ema_decay, ema_decay_for_run, linear_rampup, sigmoi
 from fat_tf.ops.ssl import (
     align_to_prior,
     binary_kl,
+    bootstrap_targets,
+    confident_pseudo_labels,
     mix,
     normalize_per_example,
     sharpen,
@@ -162,3 +164,32 @@ def test_sharpen_around_the_class_frequency():
     assert out[1, 1] > 0.1 and out[1, 2] < 0.1  # above the centre up, below it down
     np.testing.assert_allclose(sharpen_around(p, 0.5, 0.5).numpy(), sharpen(p, 0.5).numpy(),
                                rtol=1e-5)  # around 0.5 it is plain sharpening
+
+
+def test_bootstrap_targets_move_noisy_targets_towards_the_prediction():
+    y = np.array([[1, 0, 1], [0, 0, 1]], np.float32)
+    p = np.array([[0.2, 0.9, 0.6], [0.5, 0.1, 0.99]], np.float32)
+    beta = np.array([0.8, 1.0], np.float32)  # the second clip is trusted: unchanged
+    out = bootstrap_targets(y, p, beta).numpy()
+    np.testing.assert_allclose(out, beta[:, None] * y + (1 - beta[:, None]) * p, rtol=1e-6)
+    np.testing.assert_allclose(out[0], [0.84, 0.18, 0.92], rtol=1e-6)
+    np.testing.assert_array_equal(out[1], y[1])
+    np.testing.assert_allclose(bootstrap_targets(y, p, 0.5).numpy(), (y + p) / 2, rtol=1e-6)
+    # the prediction is a target, not a path for gradients
+    p_var = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(bootstrap_targets(y, p_var, 0.5))
+    assert tape.gradient(total, p_var) is None
+
+
+def test_confident_pseudo_labels_decide_each_class_separately():
+    p = np.array([[0.95, 0.7, 0.69, 0.05, 0.051, 0.0]], np.float32)
+    targets, mask = confident_pseudo_labels(p, positive_threshold=0.7, negative_threshold=0.05)
+    np.testing.assert_array_equal(targets.numpy(), [[1, 1, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(mask.numpy(), [[1, 1, 0, 1, 0, 1]])
+    # against an independent numpy version on random probabilities
+    rng = np.random.default_rng(0)
+    q = rng.random((16, 10)).astype(np.float32)
+    targets, mask = confident_pseudo_labels(q, 0.8, 0.1)
+    np.testing.assert_array_equal(targets.numpy(), (q >= 0.8).astype(np.float32))
+    np.testing.assert_array_equal(mask.numpy(), ((q >= 0.8) | (q <= 0.1)).astype(np.float32))

@@ -1,0 +1,57 @@
+"""Confidence-masked pseudo-labelling for multi-label tagging (FixMatch's scheme with
+UPS's per-class positive and negative pseudo-labels)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from fat_tf.methods.base import Method
+from fat_tf.ops.ssl import confident_pseudo_labels
+
+
+class PseudoLabel(Method):
+    """Train on the model's own confident guesses for unlabelled clips.
+
+    Each step, the model in inference mode (no dropout, BatchNorm moving statistics, no
+    augmentation: the weak view) scores the unlabelled log-mel; every class of every
+    clip whose probability is at least ``pseudo_label_positive`` becomes a positive
+    target, at most ``pseudo_label_negative`` a negative one, and the rest is masked out
+    (:func:`fat_tf.ops.ssl.confident_pseudo_labels`). The training pass sees the
+    augmented view (the strong view: the configured augmentation) of the labelled and
+    unlabelled clips in one batch (or BatchNorm statistics from the labelled part, see
+    ``batchnorm_statistics``). Loss: the supervised BCE on the labelled part (noisy
+    labels weighted as in :meth:`~fat_tf.methods.base.Method.supervised_loss`) plus
+    ``pseudo_label_weight`` times the sigmoid ramp after ``unlabelled_start``
+    (:meth:`~fat_tf.methods.base.Method.unlabelled_rampup`) times the masked BCE
+
+        sum(mask * bce(target, logit)) / (B_u * C),
+
+    normalised by every entry, confident or not (as FixMatch divides by the batch), so
+    the term grows as the model grows confident. Without an unlabelled stream the
+    labelled clips are guessed for instead.
+
+    Args: see :class:`fat_tf.methods.base.Method`.
+    """
+
+    name_in_registry = "pseudolabel"
+    loss_terms = ("supervised", "pseudo_label")
+    uses_unlabelled = True
+
+    def compute_losses(self, mel, labels, unlabelled, tape):
+        batch = tf.shape(mel)[0]
+        guessed = mel if unlabelled is None else unlabelled
+        with tape.stop_recording():
+            guess = tf.sigmoid(tf.cast(self.classifier(guessed, training=False), tf.float32))
+            targets, mask = confident_pseudo_labels(
+                guess, self.hparams.pseudo_label_positive, self.hparams.pseudo_label_negative)
+        both = mel if unlabelled is None else tf.concat([mel, unlabelled], axis=0)
+        logits = self.classify_training(self.augmented(both), batch)
+        guessed_logits = logits[:batch] if unlabelled is None else logits[batch:]
+        per_entry = tf.nn.sigmoid_cross_entropy_with_logits(
+            labels=targets, logits=tf.cast(guessed_logits, tf.float32))
+        pseudo = tf.reduce_sum(mask * per_entry) / tf.cast(tf.size(mask), tf.float32)
+        weight = self.hparams.pseudo_label_weight * self.unlabelled_rampup()
+        return {
+            "supervised": (self.supervised_loss(labels, logits[:batch]), 1.0),
+            "pseudo_label": (pseudo, weight),
+        }
