@@ -13,7 +13,8 @@ from fat_tf.methods.supervised import Supervised
 from fat_tf.methods.vat import VAT
 
 METHODS: dict[str, type[Method]] = {
-    cls.name_in_registry: cls for cls in (Supervised, Mixup, VAT, MeanTeacher, MixMatch, PseudoLabel)
+    cls.name_in_registry: cls
+    for cls in (Supervised, Mixup, VAT, MeanTeacher, MixMatch, PseudoLabel)
 }
 if tuple(METHODS) != METHOD_NAMES:  # the names' one home is fat_tf.config (checked there)
     raise ImportError(f"fat_tf.config.METHOD_NAMES {METHOD_NAMES} differ from {tuple(METHODS)}")
