@@ -5,16 +5,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from fat_tf.methods.alignment import ClassFrequencyAlignment
 from fat_tf.methods.base import Method, frozen_batchnorm_statistics
 from fat_tf.ops import sampling
 from fat_tf.ops.ramps import linear_rampup
-from fat_tf.ops.ssl import align_to_prior, mix, sharpen, sharpen_around
-
-#: Smallest rate of the running class frequencies of distribution alignment.
-ALIGNMENT_RATE = 0.01
+from fat_tf.ops.ssl import mix, sharpen, sharpen_around
 
 
-class MixMatch(Method):
+class MixMatch(ClassFrequencyAlignment, Method):
     """Guess sharpened labels for unlabelled clips, mix everything, train on the mix.
 
     1. ``K = mixmatch_k`` augmentation draws of each unlabelled log-mel; the guess is the
@@ -46,31 +44,7 @@ class MixMatch(Method):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # running class frequency of the labelled targets and mean guess per class
-        # (distribution alignment); saved with the run's backup
-        self.label_prior = self.add_weight(shape=(self.num_classes,), initializer="zeros",
-                                           trainable=False, name="label_prior",
-                                           aggregation="mean")
-        self.mean_guess = self.add_weight(shape=(self.num_classes,), initializer="zeros",
-                                          trainable=False, name="mean_guess",
-                                          aggregation="mean")
-        self.alignment_updates = self.add_weight(shape=(), initializer="zeros",
-                                                 trainable=False, name="alignment_updates",
-                                                 aggregation="only_first_replica")
-
-    def update_alignment(self, labels: tf.Tensor, probabilities: tf.Tensor) -> None:
-        """Fold one batch into the running means (the first batches count equally, then
-        an exponential average over about ``1 / ALIGNMENT_RATE`` batches).
-
-        Args:
-            labels: ``[B, C]`` labelled targets.
-            probabilities: ``[B_u, C]`` unsharpened guesses.
-        """
-        rate = tf.maximum(1.0 / (self.alignment_updates + 1.0), ALIGNMENT_RATE)
-        for variable, batch in ((self.label_prior, labels), (self.mean_guess, probabilities)):
-            mean = tf.reduce_mean(tf.cast(batch, tf.float32), axis=0)
-            variable.assign(variable + rate * (tf.stop_gradient(mean) - variable))
-        self.alignment_updates.assign_add(1.0)
+        self.add_alignment_state()
 
     def guess_labels(self, unlabelled_mel: tf.Tensor, labels: tf.Tensor | None = None
                      ) -> tuple[list[tf.Tensor], tf.Tensor]:
@@ -91,10 +65,7 @@ class MixMatch(Method):
         mean = tf.add_n(probabilities) / len(probabilities)
         if not self.hparams.mixmatch_alignment:
             return views, tf.stop_gradient(sharpen(mean, self.hparams.mixmatch_temperature))
-        if labels is not None:
-            self.update_alignment(labels, mean)
-        prior = tf.clip_by_value(self.label_prior, 1e-4, 1.0 - 1e-4)
-        aligned = align_to_prior(mean, prior, self.mean_guess)
+        aligned, prior = self.aligned_guesses(mean, labels)
         guess = sharpen_around(aligned, prior, self.hparams.mixmatch_temperature)
         return views, tf.stop_gradient(guess)
 

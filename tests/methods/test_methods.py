@@ -359,7 +359,8 @@ def test_pseudolabel_loss_is_the_masked_bce_of_confident_guesses():
     config = tiny_config(**{"train.method": "pseudolabel", "model.dropout1": 0.3,
                             "model.dropout2": 0.3, "augment.time_masks": 1,
                             "augment.freq_masks": 1, "method.pseudo_label_positive": 0.55,
-                            "method.pseudo_label_negative": 0.45})
+                            "method.pseudo_label_negative": 0.45,
+                            "method.pseudo_label_alignment": False})
     method = build_method(config, CLASSES, total_steps=10)
     audio, labels = batch_data(config)
     mel = method.logmel(tf.constant(audio[:4]))
@@ -385,6 +386,28 @@ def test_pseudolabel_loss_is_the_masked_bce_of_confident_guesses():
         float(_bce(labels[:4], logits[:4]).mean()), rel=1e-5)
     # the training pass saw augmented clips: its logits differ from the guessing pass's
     assert np.abs(logits[4:] - np.log(guess / (1 - guess))).max() > 1e-3
+
+
+def test_pseudolabel_alignment_scales_each_class_to_the_labelled_frequency():
+    """With pseudo_label_alignment, each class's probability is scaled by its labelled
+    frequency over the running mean guess before thresholding, so a class guessed for
+    every clip is not made positive everywhere."""
+    config = tiny_config(**{"train.method": "pseudolabel", "method.pseudo_label_positive": 0.6,
+                            "method.pseudo_label_negative": 0.2})
+    method = build_method(config, CLASSES, total_steps=10)
+    audio, labels = batch_data(config)
+    unlabelled = method.logmel(tf.constant(audio[4:]))
+    raw = 1 / (1 + np.exp(-method.classifier(unlabelled, training=False).numpy()))
+    targets, mask = method.guess(unlabelled, tf.constant(labels[:4]))
+    np.testing.assert_allclose(method.label_prior.numpy(), labels[:4].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(method.mean_guess.numpy(), raw.mean(0), rtol=1e-4)
+    prior = np.clip(labels[:4].mean(0), 1e-4, 1 - 1e-4)
+    aligned = np.clip(raw * prior / raw.mean(0), 0, 1)
+    np.testing.assert_array_equal(targets.numpy(), aligned >= 0.6)
+    np.testing.assert_array_equal(mask.numpy(), (aligned >= 0.6) | (aligned <= 0.2))
+    # a class the model guesses at 0.9 for every clip but no labelled clip has is no
+    # positive anywhere after alignment
+    assert not np.any(targets.numpy()[:, prior < 1e-3])
 
 
 def test_mixmatch_alignment_guesses_follow_the_labelled_class_frequencies():
