@@ -2,10 +2,11 @@
 
 Both sides compute the same thing on the same clips: the FAT2019 recipe (44.1 kHz, n_fft 2560,
 hop 694, 128 mels, 20 Hz to 22.05 kHz, power 2, dB with ref 1.0 and a per-clip 80 dB clamp,
-per-clip standardisation). Timings are warmed up and interleaved (one round times every
-contender once), and the best of ``--repeats`` rounds is kept, so load from other processes
-hurts every contender roughly alike (the script prints the load average; on a busy machine
-rerun it and compare the ratios, not the absolute rates).
+per-clip standardisation; the librosa side is ``tools/librosa_reference.py``, which the
+front end's golden test checks against too). Timings are warmed up and interleaved (one
+round times every contender once), and the best of ``--repeats`` rounds is kept, so load
+from other processes hurts every contender roughly alike (the script prints the load
+average; on a busy machine rerun it and compare the ratios, not the absolute rates).
 
 Contenders:
     * ``fat_tf tf.function``: the layer inside ``tf.function`` on a batch of clips.
@@ -31,6 +32,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 import warnings
 
@@ -40,6 +42,10 @@ import tensorflow as tf
 from fat_tf.config import FrontEndConfig
 from fat_tf.layers import LogMel
 from fat_tf.layers.logmel import mel_bands, mel_filterbank
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tools"))
+from librosa_reference import librosa_logmel  # noqa: E402  (tools/ is not a package)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -112,39 +118,6 @@ def fat_tf_runner(config: FrontEndConfig, clips: np.ndarray, jit: bool):
     return run, run()
 
 
-def librosa_logmel(clips: np.ndarray, config: FrontEndConfig) -> np.ndarray:
-    """The same front end with librosa (+ numpy for the per-clip clamp and standardisation).
-
-    Args:
-        clips: ``[batch, samples]`` or ``[samples]`` float32.
-        config: front end settings.
-
-    Returns:
-        ``[..., frames, mels]`` float32 (librosa's ``[..., mels, frames]`` transposed view).
-    """
-    import librosa
-
-    mel = librosa.feature.melspectrogram(
-        y=clips,
-        sr=config.sample_rate,
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        n_mels=config.n_mels,
-        fmin=config.fmin,
-        fmax=config.fmax,
-        power=config.power,
-        center=config.center,
-        pad_mode=config.pad_mode,
-    )
-    db = librosa.power_to_db(mel, amin=config.amin, top_db=None)
-    axes = (-2, -1)
-    if config.top_db is not None:
-        db = np.maximum(db, db.max(axis=axes, keepdims=True) - config.top_db)
-    if config.standardize:
-        db = (db - db.mean(axis=axes, keepdims=True)) / (db.std(axis=axes, keepdims=True) + 1e-6)
-    return np.swapaxes(db, -1, -2)
-
-
 def librosa_runners(config: FrontEndConfig, clips: np.ndarray) -> dict:
     """librosa contenders: batched (one and all FFT workers) and per clip.
 
@@ -163,15 +136,15 @@ def librosa_runners(config: FrontEndConfig, clips: np.ndarray) -> dict:
     workers = len(os.sched_getaffinity(0))
 
     def batch_one_worker():
-        return librosa_logmel(clips, config)
+        return librosa_logmel(clips, config, pad_mode=config.pad_mode)
 
     def batch_all_workers():
         with scipy.fft.set_workers(workers):
-            return librosa_logmel(clips, config)
+            return librosa_logmel(clips, config, pad_mode=config.pad_mode)
 
     def per_clip():
         with scipy.fft.set_workers(workers):
-            return np.stack([librosa_logmel(c, config) for c in clips])
+            return np.stack([librosa_logmel(c, config, pad_mode=config.pad_mode) for c in clips])
 
     return {
         "librosa batch (scipy.fft, 1 worker)": batch_one_worker,
@@ -320,7 +293,7 @@ def main(argv=None) -> None:
         warnings.filterwarnings("ignore", category=UserWarning)
         lib = librosa_runners(config, clips)
         runners.update(lib)
-        reference = librosa_logmel(clips, config)
+        reference = librosa_logmel(clips, config, pad_mode=config.pad_mode)
         for name, out in outputs.items():
             diffs[name] = check_agreement(out, reference)
             print(f"max |{name} - librosa| (standardised units): {diffs[name]:.2e}")

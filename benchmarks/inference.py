@@ -1,8 +1,9 @@
 """Whole-clip inference throughput of the exported formats on this CPU (clips per second).
 
 A tagger of the chosen preset (``small`` by default) with random weights is exported the
-way ``python -m fat_tf.export`` does it (:func:`fat_tf.export.make_clip_module`,
-:func:`~fat_tf.export.write_saved_model`, :func:`~fat_tf.export.convert_tflite`) and every
+way ``python -m fat_tf.export`` does it
+(:func:`fat_tf.inference.clip_module.make_clip_module`,
+:func:`fat_tf.export.write_saved_model`, :func:`~fat_tf.export.convert_tflite`) and every
 format scores the same 10 s clips (sliding windows of ``crop_frames``, half-overlapping,
 pooled per clip: 10 windows per 10 s clip with the 2 s windows of both presets):
 
@@ -11,7 +12,7 @@ pooled per clip: 10 windows per 10 s clip with the 2 s windows of both presets):
 * ``SavedModel waveform_with_lengths``: the same with a lengths input;
 * ``TFLite float32`` and ``TFLite dynamic-range``: the TFLite signature runner
   (``waveform_with_lengths``) with ``--threads`` threads (XNNPACK delegate);
-* ``Keras score_clips``: what :func:`fat_tf.inference.score_clips` runs (the tf.data
+* ``Keras score_clips``: what :func:`fat_tf.inference.scoring.score_clips` runs (the tf.data
   pipeline decoding 16-bit WAV files, ``ClipScorer.predict`` on padded window batches),
   built once, for reference.
 
@@ -41,8 +42,9 @@ import tensorflow as tf
 
 from fat_tf import export
 from fat_tf.config import get_preset
-from fat_tf.data import pipeline
-from fat_tf.inference import ClipScorer, batch_window_starts
+from fat_tf.inference.clip_module import TFLITE_SIGNATURES, make_clip_module
+from fat_tf.inference.scoring import ScoringSettings, window_cap
+from fat_tf.inference.windows import ClipScorer, batch_window_starts
 from fat_tf.models import build_tagger
 
 
@@ -144,16 +146,16 @@ def run_benchmark(args: argparse.Namespace, tmp: Path) -> None:
     rate = config.frontend.sample_rate
     samples = int(round(args.clip_seconds * rate))
     names = [f"class_{i:02d}" for i in range(args.classes)]
-    settings = export.ScoringSettings.from_config(config)
+    settings = ScoringSettings.from_config(config)
     tagger = build_tagger(config, args.classes)
     clips = make_clips(args.clips, samples, rate)
     _, mask = batch_window_starts(tf.constant([samples]), settings.window_samples,
-                                  settings.hop_samples, settings.max_windows)
+                                  settings.hop_samples, window_cap(settings.max_windows))
     windows = int(tf.reduce_sum(tf.cast(mask, tf.int32)))
     sm_dir, lite_dir = tmp / "saved_model", tmp / "tflite_src"
-    export.write_saved_model(export.make_clip_module(tagger, names, settings), sm_dir)
-    export.write_saved_model(export.make_clip_module(tagger, names, settings, tflite=True),
-                             lite_dir, export.TFLITE_SIGNATURES)
+    export.write_saved_model(make_clip_module(tagger, names, settings), sm_dir)
+    export.write_saved_model(make_clip_module(tagger, names, settings, tflite=True),
+                             lite_dir, TFLITE_SIGNATURES)
     lite = {"TFLite float32": export.convert_tflite(lite_dir),
             "TFLite dynamic-range": export.convert_tflite(lite_dir, quantize=True)}
     loaded = tf.saved_model.load(str(sm_dir))
@@ -178,10 +180,7 @@ def run_benchmark(args: argparse.Namespace, tmp: Path) -> None:
         sizes[name] = len(blob)
     if not args.no_keras:
         paths = write_wavs(tmp, clips, rate)
-        dataset = pipeline.evaluation_dataset(
-            paths, None, sample_rate=rate, window_samples=settings.window_samples,
-            hop_samples=settings.hop_samples, max_windows=settings.max_windows,
-            batch_size=args.batch)
+        dataset = settings.evaluation_dataset(paths, batch_size=args.batch)
         scorer = ClipScorer(tagger, settings.pooling)
         contenders["Keras score_clips (WAV files)"] = lambda: scorer.predict(dataset, verbose=0)
 

@@ -114,7 +114,7 @@ def summary(run_dir: Path) -> dict:
 
 def test_lwlrap(run_dir: Path, tta: bool = False, model: str = "final") -> float:
     """Whole-clip lwlrap of the run's model (``final`` or ``best``) on the labelled test set."""
-    from fat_tf.report import score_run
+    from fat_tf.inference.scoring import score_run
 
     return score_run(run_dir, "test", model=model, tta=tta).lwlrap
 

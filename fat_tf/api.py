@@ -15,7 +15,7 @@
 Inputs (``inputs`` of every method):
 
 * a path (``str`` or ``os.PathLike``) to an audio file, named by the path as given;
-* a path to a folder: its audio files (:data:`fat_tf.audio_io.AUDIO_EXTENSIONS`, sorted,
+* a path to a folder: its audio files (:data:`fat_tf.data.audio_io.AUDIO_EXTENSIONS`, sorted,
   not recursive), each named by its file name (as ``python -m fat_tf.predict`` names them);
 * a NumPy array: a 1-D mono waveform, or a 2-D ``[clips, samples]`` batch (one clip per
   row, like the SavedModel's ``waveform``), named by position (``0``, ``1``...);
@@ -23,17 +23,17 @@ Inputs (``inputs`` of every method):
 * a list or tuple of any of these (an array in a list is named by its list position).
 
 Files are read exactly as ``python -m fat_tf.predict`` reads them
-(:func:`fat_tf.audio_io.load_audio`: any format libsndfile reads, averaged to mono and
+(:func:`fat_tf.data.audio_io.load_audio`: any format libsndfile reads, averaged to mono and
 resampled with soxr to the model's rate). Arrays are at ``sample_rate`` (default: the
 model's, :attr:`Tagger.sample_rate`) and resampled with the same soxr conversion when it
 differs.
 
 Scoring is the project's clip scoring, the computation inside the exported SavedModel
-(:func:`fat_tf.inference.waveform_clip_logits`): every clip is cut into sliding windows
-(:attr:`Tagger.window_seconds` long, at most :attr:`Tagger.hop_seconds` apart), every
-window is scored however long the clip (in chunks, so memory stays bounded), window
-logits are pooled (mean or max) and the sigmoid gives probabilities. ``predict`` gives
-the probabilities ``python -m fat_tf.predict`` writes for the same files and model.
+(:func:`fat_tf.inference.windows.waveform_clip_logits`): every clip is cut into sliding
+windows (:attr:`Tagger.window_seconds` long, at most :attr:`Tagger.hop_seconds` apart),
+every window is scored however long the clip (in chunks, so memory stays bounded),
+window logits are pooled (mean or max) and the sigmoid gives probabilities. ``predict``
+gives the probabilities ``python -m fat_tf.predict`` writes for the same files and model.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class Tagger:
     * ``sample_rate``: the rate of NumPy inputs in Hz (default: the model's); files carry
       their own.
     * ``batch_size``: most clips per call of the model (a batch is also kept under
-      :data:`fat_tf.predict.MAX_BATCH_SAMPLES` samples once padded, as in ``predict``).
+      :data:`fat_tf.inference.scoring.MAX_BATCH_SAMPLES` samples once padded, as in
+      ``predict``).
     * ``errors``: ``raise`` (default): an unreadable file raises
       :class:`fat_tf.errors.AudioFormatError` naming it; ``skip``: it is left out with a
       warning.
@@ -136,6 +137,8 @@ class Tagger:
         """
         import pandas as pd
 
+        from fat_tf.inference.scoring import sigmoid
+
         names, rows = [], []
         for batch, out in self._run(self._backend.logits, inputs, sample_rate, batch_size,
                                     errors):
@@ -143,7 +146,7 @@ class Tagger:
             rows.append(out)
         values = _rows(rows, len(self.class_names))
         if not logits:
-            values = 1.0 / (1.0 + np.exp(-values.astype(np.float64)))
+            values = sigmoid(values)
         return pd.DataFrame(values, index=_index(names), columns=list(self.class_names))
 
     def embed(self, inputs, sample_rate: int | None = None, *,
@@ -222,65 +225,48 @@ class Tagger:
     def _run(self, fn: Callable, inputs, sample_rate: int | None, batch_size: int,
              errors: str) -> Iterator[tuple[list[_Input], object]]:
         """Read the inputs and call ``fn(waveform, lengths)`` on padded batches, batched
-        as :func:`fat_tf.predict.score` batches files."""
+        as :func:`fat_tf.predict.score` batches files
+        (:func:`fat_tf.inference.scoring.padded_batches`)."""
         from fat_tf.errors import AudioFormatError
-        from fat_tf.export import pad_batch
-        from fat_tf.predict import MAX_BATCH_SAMPLES
+        from fat_tf.inference.scoring import padded_batches
 
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         items = self._inputs(inputs, sample_rate, errors)
-        pending: list[tuple[_Input, np.ndarray]] = []
-        longest = 0
-        for item in items:
-            try:
-                wave = self._read(item)
-            except AudioFormatError as e:
-                if errors == "raise":
-                    raise
-                warnings.warn(f"skipped: {e}", stacklevel=3)
-                continue
-            if pending and (len(pending) + 1) * max(longest, len(wave)) > MAX_BATCH_SAMPLES:
-                yield self._flush(fn, pending, pad_batch)
-                longest = 0
-            pending.append((item, wave))
-            longest = max(longest, len(wave))
-            if len(pending) >= batch_size:
-                yield self._flush(fn, pending, pad_batch)
-                longest = 0
-        if pending:
-            yield self._flush(fn, pending, pad_batch)
 
-    @staticmethod
-    def _flush(fn, pending, pad_batch):
-        batch = [item for item, _ in pending]
-        waveform, lengths = pad_batch([w for _, w in pending])
-        pending.clear()
-        return batch, fn(waveform, lengths)
+        def readable():
+            for item in items:
+                try:
+                    wave = self._read(item)
+                except AudioFormatError as e:
+                    if errors == "raise":
+                        raise
+                    # warn at the user's call: above here are padded_batches, _run and
+                    # the public method
+                    warnings.warn(f"skipped: {e}", stacklevel=5)
+                    continue
+                yield item, wave
+
+        for batch, waveform, lengths in padded_batches(readable(), batch_size):
+            yield batch, fn(waveform, lengths)
 
     def _read(self, item: _Input) -> np.ndarray:
         """The item's mono float32 waveform at the model's rate."""
-        from fat_tf.audio_io import load_audio, resample
-        from fat_tf.errors import AudioFormatError
+        from fat_tf.data.audio_io import load_audio, resample
+        from fat_tf.inference.scoring import checked_waveform
 
         if item.path is not None:
-            wave = load_audio(item.path, self.sample_rate)  # as fat_tf.predict reads files
-            where = item.path
-        else:
-            wave = resample(item.wave, item.rate, self.sample_rate)
-            where = f"input {item.name!r}"
-        if not len(wave):
-            raise AudioFormatError(f"{where}: no audio (zero samples)")
-        if not np.isfinite(wave).all():
-            raise AudioFormatError(f"{where}: holds NaN or infinite samples")
-        return wave
+            # as fat_tf.predict reads files
+            return checked_waveform(load_audio(item.path, self.sample_rate), item.path)
+        return checked_waveform(resample(item.wave, item.rate, self.sample_rate),
+                                f"input {item.name!r}")
 
     def _inputs(self, inputs, sample_rate: int | None, errors: str) -> list[_Input]:
         """Expand ``inputs`` into clips (files listed, arrays checked)."""
         from fat_tf.errors import FatTfError
-        from fat_tf.predict import collect_clips
+        from fat_tf.inference.scoring import collect_clips
 
         if sample_rate is not None:
             if isinstance(sample_rate, bool) or not float(sample_rate).is_integer() \
@@ -379,26 +365,13 @@ def load(path, model: str | None = None, *, pooling: str | None = None,
     Raises:
         fat_tf.errors.FatTfError: not such a folder, or options an export cannot honour.
     """
-    from fat_tf.errors import FatTfError
-    from fat_tf.export import is_export_dir, load_exported
-    from fat_tf.predict import RunModel
+    from fat_tf.inference.loaded import ExportedModel, load_model
 
     path = os.fspath(path)
     if model not in (None, "best", "final"):
         raise ValueError(f"model must be 'best' or 'final', got {model!r}")
     if pooling not in (None, "mean", "max"):
         raise ValueError(f"pooling must be 'mean' or 'max', got {pooling!r}")
-    if not os.path.isdir(path):
-        raise FatTfError(f"{path}: no such folder (give a run folder or an export folder)")
-    if not is_export_dir(path):
-        return Tagger(RunModel(path, model or "best", pooling, bool(tta)), "run")
-    if model is not None:
-        raise FatTfError(f"{path} is an exported model: model= applies to run folders only")
-    exported = load_exported(path)
-    fixed = exported.settings
-    if (pooling is not None and pooling != fixed.pooling) or (tta and not fixed.tta):
-        raise FatTfError(
-            f"{path} was exported with {fixed.pooling} pooling"
-            f"{' and TTA' if fixed.tta else ' and no TTA'}; these are fixed in an export "
-            "(export again with --pooling/--tta, or load the run folder)")
-    return Tagger(exported, "export")
+    backend = load_model(path, model, pooling, bool(tta), option="model=",
+                         instead="load the run folder")
+    return Tagger(backend, "export" if isinstance(backend, ExportedModel) else "run")

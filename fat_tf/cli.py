@@ -278,7 +278,7 @@ def run_cli(body: Callable[[], int], tensorflow: bool = True) -> int:
     except Exception as e:  # errors raised inside TensorFlow graphs (e.g. a bad WAV)
         if not type(e).__module__.startswith("tensorflow") or not hasattr(e, "message"):
             raise  # a bug, not bad input: the traceback is what helps
-        from fat_tf.data.pipeline import pipeline_error
+        from fat_tf.data.decode import pipeline_error
 
         print(f"error: {pipeline_error(e)}", file=sys.stderr)
         return 1

@@ -17,48 +17,11 @@ import contextlib
 import io
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from fat_tf.cli import HelpFormatter, probability_threshold, prog, run_cli
-
-
-def average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision of one class ranked over clips (NaN without positives).
-
-    Ties are broken pessimistically like lwlrap: a positive tied with others counts as
-    ranked below all of them.
-
-    Args:
-        truth: ``[N]`` booleans.
-        scores: ``[N]`` scores.
-    """
-    truth = np.asarray(truth) > 0.5
-    if not truth.any():
-        return float("nan")
-    scores = np.asarray(scores, np.float64)
-    precisions = []
-    for s in scores[truth]:
-        above = scores >= s
-        precisions.append(truth[above].sum() / above.sum())
-    return float(np.mean(precisions))
-
-
-def mean_average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
-    """mAP: the mean of :func:`average_precision` over the classes with at least one
-    positive clip (sklearn's ``average_precision_score(average="macro")`` on those
-    classes; NaN when no class has one).
-
-    Args:
-        truth: ``[N, C]`` 0/1 labels.
-        scores: ``[N, C]`` scores (logits or probabilities: only their order counts).
-    """
-    truth = np.asarray(truth) > 0.5
-    classes = np.flatnonzero(truth.any(axis=0))
-    if not len(classes):
-        return float("nan")
-    scores = np.asarray(scores)
-    return float(np.mean([average_precision(truth[:, c], scores[:, c]) for c in classes]))
 
 
 def f1_scores(truth: np.ndarray, probabilities: np.ndarray, threshold: float
@@ -127,75 +90,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def split_manifest(dataset, split: str, validation_fnames):
-    """The labelled manifest of ``split`` in a loaded dataset."""
-    from fat_tf.errors import FatTfError
-
-    if split == "validation":
-        index = {f: i for i, f in enumerate(dataset.curated.fnames)}
-        missing = [f for f in validation_fnames if f not in index]
-        if missing:
-            raise FatTfError(f"{dataset.curated.csv_path}: validation clips of the run are "
-                             f"missing, e.g. {missing[0]}; is this the run's dataset?")
-        return dataset.curated.subset(np.array([index[f] for f in validation_fnames]))
-    manifest = {"test": dataset.test, "curated": dataset.curated, "noisy": dataset.noisy}[split]
-    if manifest is None or manifest.labels is None:
-        raise FatTfError(f"the dataset has no labelled {split} set")
-    return manifest
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
 
     def run() -> int:
         from fat_tf.config import atomic_write_text
-        from fat_tf.data.manifest import load_dataset
-        from fat_tf.inference import load_run, score_clips
-        from fat_tf.metrics import lwlrap, per_class_lwlrap
-        from fat_tf.report import checkpoint_label, checkpoint_step
+        from fat_tf.inference.loaded import checkpoint_step
+        from fat_tf.inference.scoring import score_run, sigmoid
+        from fat_tf.metrics import (
+            average_precision,
+            lwlrap,
+            mean_average_precision,
+            per_class_lwlrap,
+        )
 
-        trained = load_run(args.run_dir)
-        data_dir = args.data or trained.data_dir
-        dataset = load_dataset(data_dir, sample_rate=trained.config.frontend.sample_rate)
-        manifest = split_manifest(dataset, args.split, trained.validation_fnames)
-        model = trained.load_model(args.model)
+        run_dir = Path(args.run_dir)
         # the progress bar goes to stderr (a bar on a terminal, one line otherwise)
         verbose = 1 if sys.stderr.isatty() else 2
         with contextlib.redirect_stdout(sys.stderr):
-            logits = score_clips(model, manifest.paths, trained.config, args.pooling,
-                                 args.tta, verbose=verbose)
-        labels = manifest.labels
+            scores = score_run(run_dir, args.split, args.model, args.tta, args.pooling,
+                               args.data, verbose=verbose)
+        labels, logits = scores.labels, scores.logits
         per_class, weights = per_class_lwlrap(labels, logits)
         f1 = None
         if args.threshold is not None:
-            probabilities = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
-            micro_f1, macro_f1, f1 = f1_scores(labels, probabilities, args.threshold)
+            micro_f1, macro_f1, f1 = f1_scores(labels, sigmoid(logits), args.threshold)
         lines = io.StringIO()
         lines.write("class,lwlrap,average_precision,positives"
                     + (",f1" if f1 is not None else "") + "\n")
-        for c, name in enumerate(trained.class_names):
+        for c, name in enumerate(scores.class_names):
             ap = average_precision(labels[:, c], logits[:, c])
             lines.write(f"{name},{per_class[c]:.6f},{ap:.6f},{int(labels[:, c].sum())}"
                         + (f",{f1[c]:.6f}" if f1 is not None else "") + "\n")
         table = lines.getvalue()
-        out = trained.run_dir / f"eval-{args.split}.csv"
+        out = run_dir / f"eval-{args.split}.csv"
         atomic_write_text(out, table)
         sys.stdout.write(table)
-        checkpoint = checkpoint_label(trained.run_dir, args.model)
-        result = {"split": args.split, "clips": len(manifest), "model": args.model,
+        checkpoint = scores.checkpoint
+        result = {"split": args.split, "clips": len(labels), "model": args.model,
                   "checkpoint": checkpoint,
-                  "step": checkpoint_step(trained.run_dir, args.model), "tta": args.tta,
+                  "step": checkpoint_step(run_dir, args.model), "tta": args.tta,
                   "lwlrap": lwlrap(labels, logits),
                   "mAP": mean_average_precision(labels, logits)}
         if f1 is not None:
             result.update(threshold=args.threshold, micro_f1=micro_f1, macro_f1=macro_f1)
         result["table"] = str(out)
         # beside the table, so report can say which model eval-<split>.csv scored
-        atomic_write_text(trained.run_dir / f"eval-{args.split}.json",
+        atomic_write_text(run_dir / f"eval-{args.split}.json",
                           json.dumps(result, indent=2) + "\n")
         print(f"{args.split} lwlrap ({checkpoint}{', TTA' if args.tta else ''}): "
-              f"{result['lwlrap']:.4f}, mAP {result['mAP']:.4f} over {len(manifest)} clips",
+              f"{result['lwlrap']:.4f}, mAP {result['mAP']:.4f} over {len(labels)} clips",
               file=sys.stderr)
         print(json.dumps(result, indent=2), file=sys.stderr)
         return 0

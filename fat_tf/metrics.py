@@ -62,6 +62,8 @@ float64 on CPU and GPU; on TPU pass ``dtype="float32"``.
 API:
 
 * :func:`lwlrap` and :func:`per_class_lwlrap` — numpy, one shot.
+* :func:`average_precision` and :func:`mean_average_precision` — numpy, per class and mAP
+  (ties pessimistic as in lwlrap).
 * :func:`lwlrap_batch_stats` — TF, per-class sums for one batch; vectorised (a ``[B, C, C]``
   comparison), no Python loops, usable inside ``tf.function(jit_compile=True)``.
 * :class:`Lwlrap` — streaming ``keras.metrics.Metric`` for ``model.compile(metrics=[...])``.
@@ -205,6 +207,44 @@ def per_class_lwlrap(y_true, y_score, sample_weight=None) -> tuple[np.ndarray, n
     total = counts.sum()
     class_weights = counts / total if total > 0 else np.zeros_like(counts)
     return per_class, class_weights
+
+
+def average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision of one class ranked over clips (NaN without positives).
+
+    Ties are broken pessimistically like lwlrap: a positive tied with others counts as
+    ranked below all of them.
+
+    Args:
+        truth: ``[N]`` booleans.
+        scores: ``[N]`` scores.
+    """
+    truth = np.asarray(truth) > 0.5
+    if not truth.any():
+        return float("nan")
+    scores = np.asarray(scores, np.float64)
+    precisions = []
+    for s in scores[truth]:
+        above = scores >= s
+        precisions.append(truth[above].sum() / above.sum())
+    return float(np.mean(precisions))
+
+
+def mean_average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
+    """mAP: the mean of :func:`average_precision` over the classes with at least one
+    positive clip (sklearn's ``average_precision_score(average="macro")`` on those
+    classes; NaN when no class has one).
+
+    Args:
+        truth: ``[N, C]`` 0/1 labels.
+        scores: ``[N, C]`` scores (logits or probabilities: only their order counts).
+    """
+    truth = np.asarray(truth) > 0.5
+    classes = np.flatnonzero(truth.any(axis=0))
+    if not len(classes):
+        return float("nan")
+    scores = np.asarray(scores)
+    return float(np.mean([average_precision(truth[:, c], scores[:, c]) for c in classes]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,19 +6,20 @@ What is scored:
   FAT2019-layout dataset's ``sample_submission.csv`` (default: the dataset the run was
   trained on), written as a Kaggle submission;
 * ``python -m fat_tf.predict MODEL a.wav b.flac folder/ --files-from list.txt``: audio
-  files, folders of audio files (:data:`fat_tf.audio_io.AUDIO_EXTENSIONS`, not
+  files, folders of audio files (:data:`fat_tf.data.audio_io.AUDIO_EXTENSIONS`, not
   recursive) and files listed one per line in a text file (``-`` reads the list from
   stdin).
 
 ``MODEL`` is a run folder (``python -m fat_tf.train``) or an export folder
-(``python -m fat_tf.export``, a SavedModel). Every clip is scored whole, whatever its
+(``python -m fat_tf.export``, a SavedModel), opened by
+:func:`fat_tf.inference.loaded.load_model`. Every clip is scored whole, whatever its
 length: sliding windows, window logits pooled (mean or max), optional time-reversal TTA,
-then the sigmoid (:func:`fat_tf.inference.waveform_clip_logits`, the computation inside
-the exported SavedModel).
+then the sigmoid (:func:`fat_tf.inference.windows.waveform_clip_logits`, the computation
+inside the exported SavedModel).
 
 Any format libsndfile reads is accepted (WAV of any sample format, FLAC, Ogg Vorbis/Opus,
 MP3...): 16-bit PCM mono WAV at the model's sample rate is decoded as in training, anything
-else is averaged to mono and resampled to the model's rate (see :mod:`fat_tf.audio_io`).
+else is averaged to mono and resampled to the model's rate (see :mod:`fat_tf.data.audio_io`).
 Each file is checked before it is decoded; a bad file is
 reported (its path and the problem) and skipped, the others are written, and the exit
 status is then 1.
@@ -34,18 +35,25 @@ per clip in JSON.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import json
 import os
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from fat_tf.cli import HelpFormatter, probability_threshold, prog, run_cli
+from fat_tf.inference.loaded import load_model
+from fat_tf.inference.scoring import (
+    MAX_BATCH_SAMPLES,
+    Clip,
+    checked_waveform,
+    collect_clips,
+    padded_batches,
+    sigmoid,
+)
 
 DEFAULT_OUT = {"csv": "submission.csv", "json": "predictions.json"}
 
@@ -146,71 +154,7 @@ def top_k_json(
     return json.dumps(result, indent=2, ensure_ascii=False) + "\n"
 
 
-def sigmoid(logits):
-    """Float64 logistic function.
-
-    Args:
-        logits: array of logits.
-    """
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
-
-
 # ----------------------------------------------------------------------------- inputs
-@dataclasses.dataclass(frozen=True)
-class Clip:
-    """One audio file to score.
-
-    Args:
-        path: where it is.
-        name: the name written in the output (``fname``).
-    """
-
-    path: str
-    name: str
-
-
-def collect_clips(inputs: Sequence[str], files_from: str | None = None
-                  ) -> tuple[list[Clip], list[tuple[str, str]]]:
-    """Expand files, folders and a list file into clips.
-
-    A folder gives its audio files (:data:`fat_tf.audio_io.AUDIO_EXTENSIONS`, sorted, not
-    recursive) named by file name; a file is named as given. Paths that do not exist are
-    kept (reading them reports the problem).
-
-    Args:
-        inputs: files and folders.
-        files_from: text file with one path per line (``-``: stdin); blank lines and
-            lines starting with ``#`` are skipped.
-
-    Returns:
-        ``(clips, errors)``; errors are ``(path, message)`` (e.g. a folder without audio).
-    """
-    from fat_tf.audio_io import AUDIO_EXTENSIONS, is_audio_file
-    from fat_tf.errors import FatTfError
-
-    paths = list(inputs)
-    if files_from is not None:
-        try:
-            text = sys.stdin.read() if files_from == "-" else Path(files_from).read_text("utf-8")
-        except OSError as e:
-            raise FatTfError(f"{files_from}: cannot read the file list ({e.strerror or e})"
-                             ) from None
-        paths += [line.strip() for line in text.splitlines()
-                  if line.strip() and not line.lstrip().startswith("#")]
-    clips, errors = [], []
-    for path in paths:
-        if os.path.isdir(path):
-            names = sorted(n for n in os.listdir(path)
-                           if is_audio_file(n) and os.path.isfile(os.path.join(path, n)))
-            if not names:
-                errors.append((path, f"{path}: folder holds no audio files "
-                                     f"({' '.join(AUDIO_EXTENSIONS)})"))
-            clips += [Clip(os.path.join(path, n), n) for n in names]
-        else:
-            clips.append(Clip(path, path))
-    return clips, errors
-
-
 def dataset_clips(data_dir: str | os.PathLike, class_names: Sequence[str]
                   ) -> tuple[list[Clip], list[tuple[str, str]]]:
     """The test clips of a FAT2019-layout dataset, in ``sample_submission.csv`` order.
@@ -246,92 +190,20 @@ def dataset_clips(data_dir: str | os.PathLike, class_names: Sequence[str]
     return [Clip(p, f) for p, f in zip(test.paths, test.fnames)], errors
 
 
-# ----------------------------------------------------------------------------- models
-class RunModel:
-    """A run folder's Keras tagger scoring whole clips (the exported computation).
-
-    Args:
-        run_dir: the run folder.
-        which: ``best`` or ``final``.
-        pooling: ``mean`` or ``max`` (default: the run's config).
-        tta: time-reversal test-time augmentation.
-    """
-
-    def __init__(self, run_dir, which: str = "best", pooling: str | None = None,
-                 tta: bool = False):
-        from fat_tf.export import ScoringSettings, make_clip_module
-        from fat_tf.inference import load_run
-
-        self.run = load_run(run_dir)
-        self.path = self.run.run_dir
-        self.class_names = self.run.class_names
-        self.settings = ScoringSettings.from_config(self.run.config, pooling, tta)
-        self._module = make_clip_module(self.run.load_model(which), self.class_names,
-                                        self.settings)
-
-    def logits(self, waveform: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Clip logits ``[B, C]`` of a padded batch.
-
-        Args:
-            waveform: float32 ``[B, T]``.
-            lengths: int32 ``[B]``.
-        """
-        return self._module.waveform_with_lengths(waveform, lengths)["logits"].numpy()
-
-    def embeddings(self, waveform: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Clip embeddings ``[B, D]`` (the head's input pooled over windows) of a batch."""
-        return self._module.embeddings(waveform, lengths)["embeddings"].numpy()
-
-    def frames(self, waveform: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
-        """Window-level outputs of a batch (the export's ``frames`` signature)."""
-        return {k: v.numpy() for k, v in self._module.frames(waveform, lengths).items()}
-
-
-def load_model(path: str, which: str | None, pooling: str | None, tta: bool):
-    """Open a run folder (:class:`RunModel`) or an export folder
-    (:class:`fat_tf.export.ExportedModel`).
-
-    Args:
-        path: the folder.
-        which: ``best`` or ``final`` (run folders only).
-        pooling: window pooling (run folders; an export has its own, fixed at export).
-        tta: time-reversal TTA (run folders; fixed at export for exports).
-    """
-    from fat_tf.errors import FatTfError
-    from fat_tf.export import is_export_dir, load_exported
-
-    if not os.path.isdir(path):
-        raise FatTfError(f"{path}: no such folder (give a run folder or an export folder)")
-    if not is_export_dir(path):
-        return RunModel(path, which or "best", pooling, tta)
-    model = load_exported(path)
-    fixed = model.settings
-    if which is not None:
-        raise FatTfError(f"{path} is an exported model: --model applies to run folders only")
-    if (pooling is not None and pooling != fixed.pooling) or (tta and not fixed.tta):
-        raise FatTfError(
-            f"{path} was exported with {fixed.pooling} pooling"
-            f"{' and TTA' if fixed.tta else ' and no TTA'}; these are fixed in an export "
-            "(export again with --pooling/--tta, or predict with the run folder)")
-    return model
-
-
-#: Most samples in one padded batch ``[clips, longest clip]`` (64 MB of float32, 6.3 min
-#: at 44.1 kHz): a long clip is scored with fewer others, or alone if longer.
-MAX_BATCH_SAMPLES = 2**24
-
-
+# ----------------------------------------------------------------------------- scoring
 def score(model, clips: Sequence[Clip], batch_size: int = 16, progress: bool = False,
           max_batch_samples: int | None = None
           ) -> tuple[list[Clip], np.ndarray, list[tuple[str, str]]]:
     """Read and score clips in batches; unreadable files are collected, not raised.
 
     A batch is padded to its longest clip, so batches are limited by their padded size
-    as well as by clip count: one 10-minute clip among short ones is scored on its own
-    instead of padding every other clip of its batch to 10 minutes.
+    as well as by clip count (:func:`fat_tf.inference.scoring.padded_batches`): one
+    10-minute clip among short ones is scored on its own instead of padding every other
+    clip of its batch to 10 minutes.
 
     Args:
-        model: a :class:`RunModel` or :class:`fat_tf.export.ExportedModel`.
+        model: a :class:`~fat_tf.inference.loaded.RunModel` or
+            :class:`~fat_tf.inference.loaded.ExportedModel`.
         clips: the clips.
         batch_size: most clips per call of the model.
         progress: show a Keras progress bar (on stdout).
@@ -341,11 +213,9 @@ def score(model, clips: Sequence[Clip], batch_size: int = 16, progress: bool = F
     Returns:
         ``(scored clips, logits [N, C], errors as (path, message))``.
     """
-    from fat_tf.audio_io import load_audio
+    from fat_tf.data.audio_io import load_audio
     from fat_tf.errors import AudioFormatError
-    from fat_tf.export import pad_batch
 
-    budget = max_batch_samples or MAX_BATCH_SAMPLES
     bar = None
     if progress:
         import keras
@@ -354,37 +224,23 @@ def score(model, clips: Sequence[Clip], batch_size: int = 16, progress: bool = F
         bar = keras.utils.Progbar(len(clips), unit_name="clip",
                                   verbose=1 if sys.stdout.isatty() else 2)
     done, rows, errors = [], [], []
-    pending: list[tuple[Clip, np.ndarray]] = []
-    longest = 0
 
-    def flush():
-        nonlocal longest
-        if pending:
-            waveform, lengths = pad_batch([w for _, w in pending])
-            rows.append(model.logits(waveform, lengths))
-            done.extend(c for c, _ in pending)
-            pending.clear()
-            longest = 0
+    def readable():
+        for i, clip in enumerate(clips):
+            try:
+                wave = checked_waveform(load_audio(clip.path, model.settings.sample_rate),
+                                        clip.path)
+            except AudioFormatError as e:
+                errors.append((clip.path, str(e)))
+            else:
+                yield clip, wave
+            if bar is not None:
+                bar.update(i + 1)
 
-    for i, clip in enumerate(clips):
-        try:
-            wave = load_audio(clip.path, model.settings.sample_rate)
-            if not len(wave):
-                raise AudioFormatError(f"{clip.path}: no audio (zero samples)")
-            if not np.isfinite(wave).all():
-                raise AudioFormatError(f"{clip.path}: holds NaN or infinite samples")
-        except AudioFormatError as e:
-            errors.append((clip.path, str(e)))
-        else:
-            if pending and (len(pending) + 1) * max(longest, len(wave)) > budget:
-                flush()
-            pending.append((clip, wave))
-            longest = max(longest, len(wave))
-            if len(pending) >= batch_size:
-                flush()
-        if bar is not None:
-            bar.update(i + 1)
-    flush()
+    budget = max_batch_samples or MAX_BATCH_SAMPLES
+    for batch, waveform, lengths in padded_batches(readable(), batch_size, budget):
+        rows.append(model.logits(waveform, lengths))
+        done.extend(batch)
     n_classes = len(model.class_names)
     logits = np.concatenate(rows) if rows else np.zeros((0, n_classes), np.float32)
     return done, logits, errors

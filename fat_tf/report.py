@@ -16,7 +16,7 @@ Reads the run folders written by ``python -m fat_tf.train`` and writes, into ``-
 
 Models are scored as ``evaluate``, ``predict`` and ``export`` use them by default: the
 best checkpoint (``best.keras``); ``--model final`` scores ``model.keras``. Every figure
-names the model it comes from (:func:`checkpoint_label`).
+names the model it comes from (:func:`fat_tf.inference.loaded.checkpoint_label`).
 
 Every file is written to a temporary name and renamed into place.
 """
@@ -37,119 +37,11 @@ import numpy as np
 
 from fat_tf.errors import FatTfError
 from fat_tf.files import honour_umask, read_json_object
+from fat_tf.inference.loaded import MODEL_NAMES, checkpoint_label, checkpoint_step
+from fat_tf.inference.scoring import Scores, score_run
 
 #: Files that make a folder a finished run folder.
 RUN_FILES = ("config.json", "data.json", "metrics.csv", "summary.json")
-
-#: How each saved model of a run is named in tables and messages.
-MODEL_NAMES = {"best": "best checkpoint", "final": "final model"}
-
-
-def checkpoint_step(run_dir: str | os.PathLike, which: str = "best") -> int | None:
-    """The optimiser step at which a run's saved model was taken.
-
-    ``best``: ``best.keras.json`` (written with ``best.keras``), else ``summary.json``'s
-    ``best_step``; ``final``: ``summary.json``'s ``total_steps``. None when the run does
-    not record it (or the file is unreadable: this only labels figures).
-
-    Args:
-        run_dir: the run folder.
-        which: ``best`` or ``final``.
-    """
-    run_dir = Path(run_dir)
-    sources = ([("best.keras.json", "step"), ("summary.json", "best_step")]
-               if which == "best" else [("summary.json", "total_steps")])
-    for name, key in sources:
-        try:
-            value = json.loads((run_dir / name).read_text(encoding="utf-8")).get(key)
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
-
-
-def checkpoint_label(run_dir: str | os.PathLike, which: str = "best") -> str:
-    """Which saved model of a run a figure comes from: ``best checkpoint, step 700``
-    (``best.keras``) or ``final model, step 1000`` (``model.keras``); without the step
-    when the run does not record it.
-
-    Args:
-        run_dir: the run folder.
-        which: ``best`` or ``final``.
-    """
-    step = checkpoint_step(run_dir, which)
-    name = MODEL_NAMES.get(which, f"{which} model")
-    return name if step is None else f"{name}, step {step}"
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Clip-level scores of one run's model on a labelled split.
-
-    Args:
-        split: the split scored (``validation``, ``test``, ``curated`` or ``noisy``).
-        model: ``best`` or ``final``.
-        tta: whether time-reversal test-time augmentation was used.
-        class_names: class names in column order.
-        labels: ``[N, C]`` multi-hot labels.
-        logits: ``[N, C]`` clip logits.
-        checkpoint: the model's :func:`checkpoint_label` (``best checkpoint, step 700``).
-    """
-
-    split: str
-    model: str
-    tta: bool
-    class_names: tuple[str, ...]
-    labels: np.ndarray
-    logits: np.ndarray
-    checkpoint: str = ""
-
-    @property
-    def lwlrap(self) -> float:
-        """Clip-level lwlrap of the logits."""
-        from fat_tf.metrics import lwlrap
-
-        return float(lwlrap(self.labels, self.logits))
-
-    def average_precision(self) -> np.ndarray:
-        """Average precision per class ``[C]`` (NaN for a class without positives)."""
-        from fat_tf.evaluate import average_precision
-
-        return np.array([average_precision(self.labels[:, c], self.logits[:, c])
-                         for c in range(self.labels.shape[1])])
-
-
-def score_run(run_dir: str | os.PathLike, split: str = "validation", model: str = "best",
-              tta: bool = False, pooling: str | None = None,
-              data_dir: str | os.PathLike | None = None) -> Scores:
-    """Score a run's saved model on a labelled split, as ``python -m fat_tf.evaluate`` does.
-
-    Args:
-        run_dir: the run folder.
-        split: ``validation`` (the run's held-out curated clips), ``test``, ``curated`` or
-            ``noisy``.
-        model: ``best`` (the best checkpoint, as ``evaluate``, ``predict`` and ``export``
-            use by default) or ``final``.
-        tta: average with the time-reversed clips.
-        pooling: window pooling (default: the run's config).
-        data_dir: dataset folder (default: the one the run was trained on).
-    """
-    import keras
-
-    from fat_tf.data.manifest import load_dataset
-    from fat_tf.evaluate import split_manifest
-    from fat_tf.inference import load_run, score_clips
-
-    trained = load_run(run_dir)
-    dataset = load_dataset(data_dir or trained.data_dir,
-                           sample_rate=trained.config.frontend.sample_rate)
-    manifest = split_manifest(dataset, split, trained.validation_fnames)
-    tagger = trained.load_model(model)
-    logits = score_clips(tagger, manifest.paths, trained.config, pooling, tta, verbose=0)
-    keras.backend.clear_session()
-    return Scores(split, model, tta, trained.class_names, np.asarray(manifest.labels),
-                  np.asarray(logits), checkpoint_label(run_dir, model))
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, float]]:
@@ -336,7 +228,8 @@ def run_table(runs: list[RunRecord], scores: dict[str, Scores] | None = None) ->
 
     Args:
         runs: the loaded runs.
-        scores: optional scores per run name (from :func:`score_run`).
+        scores: optional scores per run name (from
+            :func:`fat_tf.inference.scoring.score_run`).
     """
     scored_split = next(iter(scores.values())).split if scores else None
     diffs = config_differences(runs)

@@ -57,6 +57,7 @@ from fat_tf.distribute import (
 )
 from fat_tf.errors import FatTfError
 from fat_tf.files import read_json_object
+from fat_tf.inference.scoring import ScoringSettings
 from fat_tf.layers import LogMel
 from fat_tf.methods import get_method
 from fat_tf.metrics import lwlrap
@@ -202,14 +203,12 @@ def make_datasets(
         start_step: optimiser steps already taken (a resumed run): the training stream
             starts at the batch that step reads.
     """
-    d, fe = config.data, config.frontend
+    d = config.data
     global_batch = global_batch_size(config, len(data.train_paths), replicas)
     train = training_stream(data, config, replicas, start_step)
-    window = config.crop_samples
-    validation = pipeline.evaluation_dataset(
-        data.validation.paths, data.validation.labels, sample_rate=fe.sample_rate,
-        window_samples=window, hop_samples=max(1, int(window * d.eval_hop_fraction)),
-        max_windows=d.max_eval_windows, batch_size=d.eval_batch_size * replicas,
+    # windows capped at data.max_eval_windows, as evaluate scores clips
+    validation = ScoringSettings.from_config(config, max_windows=None).evaluation_dataset(
+        data.validation.paths, data.validation.labels, batch_size=d.eval_batch_size * replicas,
         cache=d.cache, parallel_calls=d.parallel_calls,
     )
     budget = resolve_budget(config, len(data.train_paths), global_batch)

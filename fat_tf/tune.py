@@ -4,8 +4,8 @@
 Every trial is a complete ``fat_tf.train`` run (in ``OUT/runs/trial_<id>``) of the base
 config (``--preset``/``--config``/``--method``/``--set``, as for ``fat_tf.train``) with the
 search space's fields set by the tuner; the objective is validation lwlrap (maximised).
-See :mod:`fat_tf.tuning` for the search folder and :mod:`fat_tf.search_space` for the
-search-space file format.
+See :mod:`fat_tf.tuning.search` for the search folder and :mod:`fat_tf.tuning.space` for
+the search-space file format.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from fat_tf.cli import RawHelpFormatter, add_config_arguments, check_settings, prog, run_cli
 
 EPILOG = """\
-search-space file (JSON; default: the method's file in fat_tf/search_spaces/):
+search-space file (JSON; default: the method's file in fat_tf/tuning/spaces/):
   {"hyperparameters": {
      "optim.lr_max":   {"type": "float", "min": 3e-4, "max": 1e-2, "sampling": "log"},
      "model.backbone": {"type": "choice", "values": ["cnn", "cnn_skip"]},
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "with the same folder and settings resumes the search")
     parser.add_argument("--space", default=None,
                         help="search-space JSON file (default: "
-                             "fat_tf/search_spaces/<method>.json)")
+                             "fat_tf/tuning/spaces/<method>.json)")
     parser.add_argument("--tuner", default="random", choices=["random", "bayesian", "hyperband"],
                         help="search algorithm")
     parser.add_argument("--max-trials", type=int, default=10,
@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         return config
 
     def run() -> int:
-        from fat_tf.search_space import SearchSpace, default_space_path
-        from fat_tf.tuning import role, run_search
+        from fat_tf.tuning.search import role, run_search
+        from fat_tf.tuning.space import SearchSpace, default_space_path
 
         _set_keras_tuner_debug(args.traceback)
         space_path = args.space or default_space_path(config.train.method)

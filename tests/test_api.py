@@ -14,9 +14,12 @@ import soundfile
 import tensorflow as tf
 
 import fat_tf
-from fat_tf import audio_io, export, predict
+from fat_tf import predict
+from fat_tf.data import audio_io
 from fat_tf.errors import AudioFormatError, FatTfError
-from fat_tf.inference import load_run, score_clips, waveform_clip_logits
+from fat_tf.inference.loaded import load_exported, load_run
+from fat_tf.inference.scoring import CHUNK_WINDOWS, pad_batch, pool_frames, score_clips
+from fat_tf.inference.windows import waveform_clip_logits
 
 RATE = 44100
 
@@ -278,10 +281,10 @@ def test_a_60_s_recording_is_scored_on_every_window(taggers, models, folder, tmp
     clip[-len(tail):] = tail
     path = write_wav(tmp_path / "long.wav", clip)
     settings = taggers["run"]._backend.settings
-    assert settings.max_windows == 0 and export.load_exported(out).settings.max_windows == 0
+    assert settings.max_windows == 0 and load_exported(out).settings.max_windows == 0
     window, hop = settings.window_samples, settings.hop_samples
     expected = 1 + -(-(len(clip) - window) // hop)
-    assert expected > 3 * export.CHUNK_WINDOWS  # scored in several chunks
+    assert expected > 3 * CHUNK_WINDOWS  # scored in several chunks
     results = {}
     for kind, tagger in taggers.items():
         frames = tagger.frames(path, logits=True)
@@ -313,7 +316,7 @@ def test_chunked_window_scoring_matches_one_pass():
 
     rng = np.random.default_rng(0)
     clips = [rng.standard_normal(n).astype(np.float32) for n in (3, 40, 1000, 1)]
-    batch, lengths = export.pad_batch(clips)
+    batch, lengths = pad_batch(clips)
     kwargs = dict(window=32, hop=16, max_windows=0)
     whole = waveform_clip_logits(tagger, batch, lengths, **kwargs).numpy()
     for chunk in (1, 5, 64, 1000):
@@ -336,11 +339,11 @@ def test_saved_model_signatures(models, folder):
     _, out = models
     root, names = folder
     loaded = tf.saved_model.load(str(out))
-    waveform, lengths = export.pad_batch([audio_io.load_audio(root / n, RATE) for n in names])
+    waveform, lengths = pad_batch([audio_io.load_audio(root / n, RATE) for n in names])
     clip = loaded.signatures["waveform_with_lengths"](waveform=waveform, lengths=lengths)
     frames = loaded.frames(waveform, lengths)
     assert set(frames) == {"logits", "probabilities", "starts", "ends", "mask"}
-    pooled = export.pool_frames(frames["logits"].numpy(), frames["mask"].numpy())
+    pooled = pool_frames(frames["logits"].numpy(), frames["mask"].numpy())
     np.testing.assert_allclose(pooled, clip["logits"].numpy(), atol=1e-5)
     np.testing.assert_array_equal(frames["ends"].numpy().max(1), lengths)
     embeddings = loaded.signatures["embeddings"](waveform=waveform, lengths=lengths)

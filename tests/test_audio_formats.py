@@ -1,7 +1,7 @@
 """Audio in the formats and rates people have (issue 17 item 1), with the default install.
 
 Files are written here with ``soundfile`` itself (every format the installed libsndfile
-can write; the others are skipped with the reason), decoded by :mod:`fat_tf.audio_io`
+can write; the others are skipped with the reason), decoded by :mod:`fat_tf.data.audio_io`
 and compared with references computed from ``soundfile`` and ``soxr`` directly (the
 same downmix and resampling). A resampled sine keeps its frequency. Then the same files
 go through the tf.data pipeline, ``data check``, ``train`` and ``predict``.
@@ -21,8 +21,8 @@ import soundfile as sf
 import soxr
 import tensorflow as tf
 
-from fat_tf import audio_io, predict, train
-from fat_tf.data import load_dataset, pipeline
+from fat_tf import predict, train
+from fat_tf.data import audio_io, decode, load_dataset, pipeline
 from fat_tf.data.check import run_check
 from fat_tf.errors import AudioFormatError
 
@@ -217,7 +217,7 @@ def test_pipeline_mixes_fast_path_and_converted_files(tmp_path):
     paths = [write(tmp_path / "a.wav", x, MODEL_RATE, "WAV", "PCM_16"),
              write(tmp_path / "b.flac", signal(48000, 2, 0.3), 48000, "FLAC", "PCM_24"),
              write(tmp_path / "c.mp3", signal(16000, 2, 0.4), 16000, "MP3", "MPEG_LAYER_III")]
-    assert pipeline.converted_on_host([str(p) for p in paths], MODEL_RATE).tolist() == [
+    assert decode.converted_on_host([str(p) for p in paths], MODEL_RATE).tolist() == [
         False, True, True]
     expected = [audio_io.load_audio(p, MODEL_RATE) for p in paths]
     window = max(len(e) for e in expected)
@@ -256,7 +256,7 @@ def test_a_bad_file_in_a_stream_is_one_line_naming_it(tmp_path):
                                          batch_size=1)
         with pytest.raises(tf.errors.InvalidArgumentError) as caught:
             list(ds)
-        line = pipeline.pipeline_error(caught.value)
+        line = decode.pipeline_error(caught.value)
         assert line.startswith(f"{path}: ") and words in line and "\n" not in line, line
 
 

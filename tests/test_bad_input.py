@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from fat_tf import predict, train
 from fat_tf.data import __main__ as data_cli
 from fat_tf.data import load_dataset
-from fat_tf.data.pipeline import decode_wav
+from fat_tf.data.decode import decode_wav
 from fat_tf.data.wav import check_wav
 from fat_tf.errors import AudioFormatError
 

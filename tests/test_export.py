@@ -1,7 +1,7 @@
 """Export: whole-clip scoring in-graph, SavedModel / .keras / TFLite agreement, reload checks.
 
 Tolerances (max |difference| of clip probabilities against the Keras model scored with
-``fat_tf.inference.score_clips``): 1e-4 for every float32 format (measured ~1e-7),
+``fat_tf.inference.scoring.score_clips``): 1e-4 for every float32 format (measured ~1e-7),
 0.05 for the dynamic-range quantised TFLite model (measured ~2e-3 on the tiny model).
 """
 
@@ -16,12 +16,10 @@ import tensorflow as tf
 
 from fat_tf import export, train
 from fat_tf.data import pipeline
-from fat_tf.inference import (
-    batch_window_starts,
-    load_run,
-    score_clips,
-    waveform_clip_logits,
-)
+from fat_tf.inference.loaded import load_run
+from fat_tf.inference.scoring import pad_batch, score_clips, sigmoid
+from fat_tf.inference.windows import batch_window_starts, waveform_clip_logits
+from fat_tf.layers.tflite_logmel import power_spectrum_pow2, tflite_logmel
 
 FLOAT_TOL = 1e-4
 QUANT_TOL = 0.05
@@ -84,7 +82,7 @@ def clips(exported, tmp_path_factory):
 
 
 def decoded(paths):
-    return export.pad_batch([pipeline.decode_wav(tf.constant(p), 44100).numpy() for p in paths])
+    return pad_batch([pipeline.decode_wav(tf.constant(p), 44100).numpy() for p in paths])
 
 
 # --------------------------------------------------------------------------- graph pieces
@@ -107,7 +105,7 @@ def test_waveform_clip_logits_ignores_padding_and_handles_empty():
 
     rng = np.random.default_rng(0)
     clips = [rng.standard_normal(n).astype(np.float32) for n in (3, 40, 100, 1)]
-    batch, lengths = export.pad_batch(clips)
+    batch, lengths = pad_batch(clips)
     batch[0, 3:] = 99.0  # garbage past a clip's end is ignored
     kwargs = dict(window=32, hop=16, max_windows=4)
     got = waveform_clip_logits(tagger, batch, lengths, **kwargs).numpy()
@@ -124,7 +122,7 @@ def test_power_spectrum_pow2_matches_numpy(n_fft):
     rng = np.random.default_rng(n_fft)
     frames = rng.standard_normal((2, 3, n_fft + 9)).astype(np.float32)
     expected = np.abs(np.fft.rfft(frames[..., :n_fft].astype(np.float64), axis=-1)) ** 2
-    got = export.power_spectrum_pow2(tf.constant(frames), n_fft).numpy()
+    got = power_spectrum_pow2(tf.constant(frames), n_fft).numpy()
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= 2e-6 * expected.max()
 
@@ -135,7 +133,7 @@ def test_tflite_logmel_matches_layer(pad_mode):
 
     layer = LogMel(n_mels=40, pad_mode=pad_mode)
     x = np.random.default_rng(0).standard_normal((2, 9000)).astype(np.float32) * 0.1
-    np.testing.assert_allclose(export.tflite_logmel(layer)(x).numpy(), layer(x).numpy(),
+    np.testing.assert_allclose(tflite_logmel(layer)(x).numpy(), layer(x).numpy(),
                                atol=2e-4)
 
 
@@ -164,7 +162,7 @@ def test_keras_saved_model_tflite_agree(exported, clips):
     run, out = exported
     trained = load_run(run)
     # every window, however long the clip (the last clip has more than max_eval_windows)
-    keras_p = export.sigmoid(score_clips(trained.load_model(), clips, trained.config,
+    keras_p = sigmoid(score_clips(trained.load_model(), clips, trained.config,
                                          verbose=0, max_windows=0))
     waveform, lengths = decoded(clips)
     loaded = tf.saved_model.load(str(out))

@@ -26,6 +26,7 @@ import pytest
 import tensorflow as tf
 
 from fat_tf import callbacks, train, training
+from fat_tf.callbacks import checkpoint
 from fat_tf.errors import FatTfError
 
 FAST = [
@@ -254,7 +255,7 @@ def test_full_disk_while_saving_a_backup_then_resume(
     """A real ENOSPC while writing epoch 2's backup (its temporary file is made a link to
     /dev/full): one error line, epoch 1's backup kept, the temporary file
     removed; the same command then finishes the run."""
-    real_write_weights = callbacks.write_weights_file
+    real_write_weights = checkpoint.write_weights_file
     calls = []
 
     def write_weights_file(data, filepath):
@@ -263,7 +264,7 @@ def test_full_disk_while_saving_a_backup_then_resume(
             os.symlink("/dev/full", filepath)
         return real_write_weights(data, filepath)
 
-    monkeypatch.setattr(callbacks, "write_weights_file", write_weights_file)
+    monkeypatch.setattr(checkpoint, "write_weights_file", write_weights_file)
     run = tmp_path / "run"
     assert run_short(tiny_demo_dir, run, 2) == 1
     line = one_error_line(capsys.readouterr().err)
@@ -290,7 +291,8 @@ def test_full_disk_while_saving_a_backup_then_resume(
 WRAPPER = r"""
 import os, sys, time
 import keras
-from fat_tf import callbacks, train, training
+from fat_tf import train, training
+from fat_tf.callbacks import checkpoint
 from fat_tf.errors import FatTfError
 
 where, _, at = os.environ.get("FAT_TF_TEST_PAUSE", "").partition(":")
@@ -305,26 +307,26 @@ def halve(path):
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) // 2)
 
-real_save_model = callbacks.AtomicBackupAndRestore._save_model
+real_save_model = checkpoint.AtomicBackupAndRestore._save_model
 def _save_model(self):
     state["epoch"] = self._current_epoch
     real_save_model(self)
-callbacks.AtomicBackupAndRestore._save_model = _save_model
+checkpoint.AtomicBackupAndRestore._save_model = _save_model
 
-real_write_weights = callbacks.write_weights_file
+real_write_weights = checkpoint.write_weights_file
 def write_weights_file(data, filepath):
     real_write_weights(data, filepath)
     if where == "backup" and state["epoch"] == int(at):
         halve(filepath)
         hold()
-callbacks.write_weights_file = write_weights_file
+checkpoint.write_weights_file = write_weights_file
 
-real_write = callbacks.atomic_write_text
+real_write = checkpoint.atomic_write_text
 def atomic_write_text(path, text):
     if where == "commit" and state["epoch"] == int(at) and path.endswith("metadata.json"):
         hold()
     real_write(path, text)
-callbacks.atomic_write_text = atomic_write_text
+checkpoint.atomic_write_text = atomic_write_text
 
 real_atomic_save_model = training.atomic_save_model
 def atomic_save_model(model, path):

@@ -33,12 +33,14 @@ import pytest
 import tensorflow as tf
 
 from fat_tf import callbacks, export, predict, report, train
+from fat_tf.callbacks import checkpoint
 from fat_tf.config import atomic_write_text
-from fat_tf.data import archives, download
 from fat_tf.data.check import run_check
-from fat_tf.data.http_download import DownloadError, DownloadOptions, RemoteFile, download_file
+from fat_tf.data.fetch import archives, download
+from fat_tf.data.fetch.transfer import DownloadError, DownloadOptions, RemoteFile, download_file
 from fat_tf.data.wav import check_wav
 from fat_tf.errors import AudioFormatError, FatTfError
+from fat_tf.inference.scoring import ScoringSettings
 
 FAST = [
     "--set", "frontend.n_mels=32", "--set", "data.crop_frames=32",
@@ -329,10 +331,11 @@ def test_resuming_from_truncated_backup_weights_via_train_is_one_line(
 #: free-space check so the write itself runs out of space.
 FILL_WRAPPER = r"""
 import os, resource, signal, sys
-from fat_tf import callbacks, train
+from fat_tf import train
+from fat_tf.callbacks import checkpoint
 
 calls = []
-real_save = callbacks.AtomicBackupAndRestore._save_model
+real_save = checkpoint.AtomicBackupAndRestore._save_model
 
 def _save_model(self):
     calls.append(1)
@@ -348,9 +351,9 @@ def _save_model(self):
                 f.write(b"\0" * max(free - int(os.environ["FAT_TF_TEST_FREE"]), 0))
     return real_save(self)
 
-callbacks.AtomicBackupAndRestore._save_model = _save_model
+checkpoint.AtomicBackupAndRestore._save_model = _save_model
 if os.environ.get("FAT_TF_TEST_NO_PRECHECK"):
-    callbacks.check_room = lambda *args: None
+    checkpoint.check_room = lambda *args: None
 sys.exit(train.main(sys.argv[1:]))
 """
 
@@ -426,7 +429,7 @@ def test_too_little_room_for_the_next_backup_is_refused_before_writing(
 def test_serialized_weights_equal_save_weights(tmp_path):
     model = small_model()
     path = tmp_path / "w.weights.h5"
-    path.write_bytes(callbacks.serialize_weights(model))
+    path.write_bytes(checkpoint.serialize_weights(model))
     fresh = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     fresh.compile(optimizer="adam", loss="mse")
     fresh.optimizer.build(fresh.trainable_variables)
@@ -456,11 +459,12 @@ def test_dataset_without_curated_clips_fails_data_check(tiny_demo_dir, tmp_path,
 
 @pytest.fixture(scope="module")
 def clip_module(tiny_run):
-    from fat_tf.inference import load_run
+    from fat_tf.inference.clip_module import make_clip_module
+    from fat_tf.inference.loaded import load_run
 
     trained = load_run(tiny_run)
-    settings = export.ScoringSettings.from_config(trained.config)
-    return export.make_clip_module(trained.load_model(), trained.class_names, settings)
+    settings = ScoringSettings.from_config(trained.config)
+    return make_clip_module(trained.load_model(), trained.class_names, settings)
 
 
 @pytest.mark.parametrize("lengths, words", [
@@ -488,7 +492,7 @@ def test_waveform_with_lengths_rejects_non_finite_clips(clip_module, bad):
 
 
 def test_predict_reports_non_finite_audio_by_file(tiny_run, tmp_path, capsys, monkeypatch):
-    from fat_tf import audio_io
+    from fat_tf.data import audio_io
 
     good = write_wav(tmp_path / "good.wav", 30000)
     bad = write_wav(tmp_path / "bad.wav", 30000)
@@ -512,8 +516,8 @@ class RecordingModel:
     """Stands in for a loaded model: records the padded batch shapes it is given."""
 
     class_names = ("a", "b")
-    settings = export.ScoringSettings(sample_rate=44100, window_samples=1000, hop_samples=500,
-                                      max_windows=4, pooling="mean", tta=False)
+    settings = ScoringSettings(sample_rate=44100, window_samples=1000, hop_samples=500,
+                               max_windows=4, pooling="mean", tta=False)
 
     def __init__(self):
         self.shapes = []

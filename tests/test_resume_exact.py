@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fat_tf import callbacks, train
+from fat_tf import train
+from fat_tf.callbacks import checkpoint
 from fat_tf.data import pipeline
 
 FAST = [
@@ -69,7 +70,7 @@ class Killed(BaseException):
 def kill_while_writing_backup(monkeypatch, epoch: int) -> None:
     """Die halfway through writing ``epoch``'s backup weights (the temporary file is
     left half-written, nothing of that epoch's backup is committed)."""
-    real_save = callbacks.AtomicBackupAndRestore._save_model
+    real_save = checkpoint.AtomicBackupAndRestore._save_model
 
     def save_model(self):
         if self._current_epoch == epoch:
@@ -77,10 +78,10 @@ def kill_while_writing_backup(monkeypatch, epoch: int) -> None:
                 with open(path, "wb") as f:
                     f.write(data[: len(data) // 2])
                 raise Killed
-            monkeypatch.setattr(callbacks, "write_weights_file", half_then_die)
+            monkeypatch.setattr(checkpoint, "write_weights_file", half_then_die)
         real_save(self)
 
-    monkeypatch.setattr(callbacks.AtomicBackupAndRestore, "_save_model", save_model)
+    monkeypatch.setattr(checkpoint.AtomicBackupAndRestore, "_save_model", save_model)
 
 
 def assert_same_run(resumed: Path, reference: Path) -> None:
@@ -126,23 +127,24 @@ def test_resumed_run_repeats_the_uninterrupted_run(tiny_demo_dir, tmp_path, monk
 #: the backup weights of epoch FAT_TF_TEST_KILL_AT.
 KILLING_WRAPPER = r"""
 import os, signal, sys
-from fat_tf import callbacks, train
+from fat_tf import train
+from fat_tf.callbacks import checkpoint
 
 kill_at = int(os.environ.get("FAT_TF_TEST_KILL_AT", "0"))
 epoch = {"now": None}
-real_save = callbacks.AtomicBackupAndRestore._save_model
+real_save = checkpoint.AtomicBackupAndRestore._save_model
 def _save_model(self):
     epoch["now"] = self._current_epoch
     real_save(self)
-callbacks.AtomicBackupAndRestore._save_model = _save_model
-real_write = callbacks.write_weights_file
+checkpoint.AtomicBackupAndRestore._save_model = _save_model
+real_write = checkpoint.write_weights_file
 def write_weights_file(data, path):
     if epoch["now"] == kill_at:
         with open(path, "wb") as f:
             f.write(data[: len(data) // 2])
         os.kill(os.getpid(), signal.SIGKILL)
     real_write(data, path)
-callbacks.write_weights_file = write_weights_file
+checkpoint.write_weights_file = write_weights_file
 sys.exit(train.main(sys.argv[1:]))
 """
 
@@ -180,9 +182,9 @@ def test_backup_holds_and_restores_the_seed_generator_state(tmp_path):
 
     trained = model()
     trained.fit(np.ones((8, 4)), np.ones((8, 3)), batch_size=2, verbose=0)
-    states = callbacks.seed_states(trained)
+    states = checkpoint.seed_states(trained)
     assert len(states) == 1 and int(keras.ops.convert_to_numpy(states[0])[1]) > 0
-    backup = callbacks.AtomicBackupAndRestore(str(tmp_path / "backup"))
+    backup = checkpoint.AtomicBackupAndRestore(str(tmp_path / "backup"))
     backup.set_model(trained)
     backup._current_epoch, backup._last_batch_seen = 1, 0
     backup._save_model()
@@ -190,16 +192,16 @@ def test_backup_holds_and_restores_the_seed_generator_state(tmp_path):
     assert saved["seeds"] == [keras.ops.convert_to_numpy(states[0]).tolist()]
 
     fresh = model()
-    assert not np.array_equal(keras.ops.convert_to_numpy(callbacks.seed_states(fresh)[0]),
+    assert not np.array_equal(keras.ops.convert_to_numpy(checkpoint.seed_states(fresh)[0]),
                               saved["seeds"][0])
-    restoring = callbacks.AtomicBackupAndRestore(str(tmp_path / "backup"))
+    restoring = checkpoint.AtomicBackupAndRestore(str(tmp_path / "backup"))
     restoring.set_model(fresh)
     assert restoring.restore() == 1 and fresh._initial_epoch == 1
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(callbacks.seed_states(fresh)[0]), saved["seeds"][0])
+        keras.ops.convert_to_numpy(checkpoint.seed_states(fresh)[0]), saved["seeds"][0])
     restoring.on_train_begin()  # fit's call restores nothing twice
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(callbacks.seed_states(fresh)[0]), saved["seeds"][0])
+        keras.ops.convert_to_numpy(checkpoint.seed_states(fresh)[0]), saved["seeds"][0])
 
 
 def test_backup_without_seed_state_resumes_with_a_warning(tmp_path, capsys):
@@ -209,7 +211,7 @@ def test_backup_without_seed_state_resumes_with_a_warning(tmp_path, capsys):
                               keras.layers.Dense(3)])
     model.compile(optimizer="adam", loss="mse")
     model.fit(np.ones((8, 4)), np.ones((8, 3)), verbose=0)
-    backup = callbacks.AtomicBackupAndRestore(str(tmp_path / "backup"))
+    backup = checkpoint.AtomicBackupAndRestore(str(tmp_path / "backup"))
     backup.set_model(model)
     backup._current_epoch, backup._last_batch_seen = 2, 0
     backup._save_model()
@@ -217,7 +219,7 @@ def test_backup_without_seed_state_resumes_with_a_warning(tmp_path, capsys):
     metadata = json.loads(path.read_text())
     del metadata["seeds"]
     path.write_text(json.dumps(metadata))
-    restoring = callbacks.AtomicBackupAndRestore(str(tmp_path / "backup"))
+    restoring = checkpoint.AtomicBackupAndRestore(str(tmp_path / "backup"))
     restoring.set_model(model)
     assert restoring.restore() == 2
     err = capsys.readouterr().err

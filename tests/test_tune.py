@@ -11,9 +11,10 @@ import time
 import keras_tuner
 import pytest
 
-from fat_tf import train, tune, tuning
+from fat_tf import train, tune
 from fat_tf.config import Config, ConfigError, get_preset
-from fat_tf.search_space import SPACES_DIR, SearchSpace, default_space_path
+from fat_tf.tuning import oracles, search, trials
+from fat_tf.tuning.space import SPACES_DIR, SearchSpace, default_space_path
 
 FAST = [
     "--set", "frontend.n_mels=32", "--set", "data.crop_frames=32",
@@ -177,11 +178,11 @@ def test_hyperparameter_values_map_into_the_config(tmp_path):
     assert config.optim.warmup_fraction == 0.2
     assert config.data == base.data  # everything else untouched
     # the hypermodel builds the same config, and the tuner adds Hyperband's epochs
-    model = tuning.TrainingHyperModel(space, base, tmp_path)
+    model = trials.TrainingHyperModel(space, base, tmp_path)
     assert model.build(hp) == config
     hp.values["tuner/epochs"] = 7
-    oracle = tuning.make_oracle("random", 2, 1, 0)
-    tuner = tuning.SearchTuner(oracle, model, tmp_path / "runs", directory=str(tmp_path),
+    oracle = oracles.make_oracle("random", 2, 1, 0)
+    tuner = trials.SearchTuner(oracle, model, tmp_path / "runs", directory=str(tmp_path),
                                project_name="tuner")
     assert tuner.trial_config(hp) == config.replace(**{"train.epochs": 7})
 
@@ -190,9 +191,9 @@ def test_trial_error_is_the_last_line_of_the_failure():
     message = ("Traceback (most recent call last):\n  File x\nValueError: inner\n\n"
                "The above exception was the direct cause\n"
                "keras_tuner.src.errors.FailedTrialError: data.json: broken\n")
-    assert tuning.trial_error(message) == "data.json: broken"
-    assert tuning.trial_error("RuntimeError: boom\n") == "RuntimeError: boom"
-    assert tuning.trial_error(None) == ""
+    assert trials.trial_error(message) == "data.json: broken"
+    assert trials.trial_error("RuntimeError: boom\n") == "RuntimeError: boom"
+    assert trials.trial_error(None) == ""
 
 
 def test_continue_run_copies_the_earlier_trial_for_hyperband(tmp_path):
@@ -201,11 +202,11 @@ def test_continue_run_copies_the_earlier_trial_for_hyperband(tmp_path):
     for name in ("config.json", "summary.json", "model.keras", "tune.json", "metrics.csv",
                  "best.keras", "backup/training_metadata.json", "backup/w.weights.h5"):
         (previous / name).write_text(name)
-    assert tuning.continue_run(previous, new)
+    assert trials.continue_run(previous, new)
     kept = {str(p.relative_to(new)) for p in new.rglob("*") if p.is_file()}
     assert kept == {"metrics.csv", "best.keras", "backup/training_metadata.json",
                     "backup/w.weights.h5"}
-    assert not tuning.continue_run(tmp_path / "missing", tmp_path / "trial_4")
+    assert not trials.continue_run(tmp_path / "missing", tmp_path / "trial_4")
     assert not (tmp_path / "trial_4").exists()
 
 
@@ -222,7 +223,7 @@ def test_strategy_is_passed_only_when_set(tmp_path, monkeypatch, tiny_demo_dir):
     base = get_preset("small")
     for strategy, out in (("none", "a"), ("mirrored", "b")):
         calls.clear()
-        result = tuning.run_search(base, space, tiny_demo_dir, tmp_path / out, max_trials=2,
+        result = search.run_search(base, space, tiny_demo_dir, tmp_path / out, max_trials=2,
                                    strategy=strategy, verbose=0)
         assert [c["strategy"] for c in calls] == [None if strategy == "none" else strategy] * 2
         rows = read_csv(tmp_path / out / "trials.csv")
@@ -234,8 +235,8 @@ def test_strategy_is_passed_only_when_set(tmp_path, monkeypatch, tiny_demo_dir):
         raise AssertionError("not called")
 
     monkeypatch.setattr("fat_tf.training.train", old_train)
-    with pytest.raises(tuning.SearchError, match="no strategy argument"):
-        tuning.run_search(base, space, tiny_demo_dir, tmp_path / "c", strategy="mirrored")
+    with pytest.raises(search.SearchError, match="no strategy argument"):
+        search.run_search(base, space, tiny_demo_dir, tmp_path / "c", strategy="mirrored")
 
 
 def test_interrupted_search_reruns_only_the_unfinished_trial(tmp_path, monkeypatch,
@@ -349,9 +350,9 @@ def test_max_failures_stops_through_the_oracle_so_a_chief_would_exit(tmp_path, m
         calls, fail=lambda c, run_dir: None if run_dir.name == "trial_0" else "boom"))
     space = SearchSpace.from_dict({"hyperparameters": LR_SPACE})
     base = get_preset("small").replace(**{"train.epochs": 1})
-    oracle = tuning.make_oracle("random", 9, 1, 0, max_failures=2)
-    search_tuner = tuning.SearchTuner(
-        oracle, tuning.TrainingHyperModel(space, base, tiny_demo_dir), tmp_path / "runs",
+    oracle = oracles.make_oracle("random", 9, 1, 0, max_failures=2)
+    search_tuner = trials.SearchTuner(
+        oracle, trials.TrainingHyperModel(space, base, tiny_demo_dir), tmp_path / "runs",
         directory=str(tmp_path), project_name="tuner")
     search_tuner.search(verbose=0)
     assert [name for name, _ in calls] == ["trial_0", "trial_1", "trial_2"]
@@ -364,27 +365,27 @@ def test_max_failures_stops_through_the_oracle_so_a_chief_would_exit(tmp_path, m
 
     # through run_search: exit 1, the best trial so far is kept; a rerun counts afresh
     calls.clear()
-    with pytest.raises(tuning.SearchError, match=r"2 trials failed in a row.*Last error: boom"):
-        tuning.run_search(base, space, tiny_demo_dir, tmp_path / "s", max_trials=9,
+    with pytest.raises(search.SearchError, match=r"2 trials failed in a row.*Last error: boom"):
+        search.run_search(base, space, tiny_demo_dir, tmp_path / "s", max_trials=9,
                           max_failures=2, verbose=0)
     assert (tmp_path / "s" / "best_config.json").exists() and len(calls) == 3
-    with pytest.raises(tuning.SearchError, match="2 trials failed in a row"):
-        tuning.run_search(base, space, tiny_demo_dir, tmp_path / "s", max_trials=9,
+    with pytest.raises(search.SearchError, match="2 trials failed in a row"):
+        search.run_search(base, space, tiny_demo_dir, tmp_path / "s", max_trials=9,
                           max_failures=2, verbose=0)
     assert len(calls) == 5  # two more trials ran before it stopped again
 
 
 def test_hyperband_schedule_follows_keras_tuner_and_best_config_has_full_epochs(
         tmp_path, monkeypatch, tiny_demo_dir, capsys):
-    assert tuning.hyperband_schedule(30, 3) == [
+    assert oracles.hyperband_schedule(30, 3) == [
         [(34, 2), (12, 4), (4, 10), (2, 30)], [(15, 4), (5, 10), (2, 30)], [(8, 10), (3, 30)],
         [(5, 30)]]
     help_text = " ".join(tune.build_parser().format_help().split())
     assert "52 trials (34 of 2 epochs, then 12 of 4, 4 of 10, 2 of 30" in help_text
     assert "one full Hyperband iteration is 90" in help_text
-    assert tuning.hyperband_warning(52, 30, 3) is None
-    assert "no trial is ever continued" in tuning.hyperband_warning(34, 30, 3)
-    assert "stops before its last round" in tuning.hyperband_warning(35, 30, 3)
+    assert oracles.hyperband_warning(52, 30, 3) is None
+    assert "no trial is ever continued" in oracles.hyperband_warning(34, 30, 3)
+    assert "stops before its last round" in oracles.hyperband_warning(35, 30, 3)
 
     calls = []
     # a shorter run scores higher, so the best trial is one of the 1-epoch trials
@@ -394,7 +395,7 @@ def test_hyperband_schedule_follows_keras_tuner_and_best_config_has_full_epochs(
     argv = ["--data", str(tiny_demo_dir), "--space", str(space), "--tuner", "hyperband",
             "--epochs", "9", "--hyperband-factor", "3"]
     # the first bracket of 9 epochs and factor 3: 9 trials of 1 epoch, 3 of 3, 1 of 9
-    assert tuning.hyperband_schedule(9, 3)[0] == [(9, 1), (3, 3), (1, 9)]
+    assert oracles.hyperband_schedule(9, 3)[0] == [(9, 1), (3, 3), (1, 9)]
     assert tune.main([*argv, "--out", str(tmp_path / "a"), "--max-trials", "13"]) == 0
     assert "warning" not in capsys.readouterr().err
     rows = read_csv(tmp_path / "a" / "trials.csv")
@@ -430,7 +431,7 @@ def test_hyperband_refuses_train_epochs_in_the_space(tmp_path, tiny_demo_dir, ca
 
 def test_a_search_that_cannot_start_leaves_nothing_that_refuses_the_fix(tmp_path, monkeypatch,
                                                                         tiny_demo_dir):
-    from fat_tf.search_space import HyperparameterSpec
+    from fat_tf.tuning.space import HyperparameterSpec
 
     # a space keras-tuner refuses (built without SearchSpace's checks, which catch this)
     bad = SearchSpace((HyperparameterSpec("optim.lr_max", "float", {
@@ -438,21 +439,21 @@ def test_a_search_that_cannot_start_leaves_nothing_that_refuses_the_fix(tmp_path
     base = get_preset("small").replace(**{"train.epochs": 1})
     out = tmp_path / "s"
     with pytest.raises(ValueError, match="step > 1"):
-        tuning.run_search(base, bad, tiny_demo_dir, out, max_trials=1, verbose=0)
+        search.run_search(base, bad, tiny_demo_dir, out, max_trials=1, verbose=0)
     assert not (out / "search.json").exists() and not (out / "tuner").exists()
     calls = []
     monkeypatch.setattr("fat_tf.training.train", fake_trainer(calls))
     good = SearchSpace.from_dict({"hyperparameters": LR_SPACE})
-    result = tuning.run_search(base, good, tiny_demo_dir, out, max_trials=1, verbose=0)
+    result = search.run_search(base, good, tiny_demo_dir, out, max_trials=1, verbose=0)
     assert result.best_config.exists() and len(calls) == 1
     assert json.loads((out / "search.json").read_text())["space"] == good.fingerprint()
 
 
 def test_bayesian_search_starts_with_few_random_trials(tmp_path, monkeypatch, tiny_demo_dir,
                                                        capsys):
-    assert tuning.default_initial_points(1, 10) == 3
-    assert tuning.default_initial_points(6, 10) == 5  # keras-tuner's own would be 18
-    assert tuning.default_initial_points(6, 3) == 2
+    assert oracles.default_initial_points(1, 10) == 3
+    assert oracles.default_initial_points(6, 10) == 5  # keras-tuner's own would be 18
+    assert oracles.default_initial_points(6, 3) == 2
     calls = []
     monkeypatch.setattr("fat_tf.training.train", fake_trainer(calls))
     space = write_space(tmp_path / "space.json", {
@@ -481,21 +482,21 @@ def test_worker_waits_for_the_chiefs_search_json(tmp_path, monkeypatch, tiny_dem
     space = SearchSpace.from_dict({"hyperparameters": LR_SPACE})
     base = get_preset("small")
     out = tmp_path / "s"
-    monkeypatch.setattr(tuning, "WORKER_WAIT_S", 0.3)
+    monkeypatch.setattr(search, "WORKER_WAIT_S", 0.3)
     start = time.monotonic()
-    with pytest.raises(tuning.SearchError, match="did not appear within 0.3 s: start the chief"):
-        tuning.run_search(base, space, tiny_demo_dir, out)
+    with pytest.raises(search.SearchError, match="did not appear within 0.3 s: start the chief"):
+        search.run_search(base, space, tiny_demo_dir, out)
     assert time.monotonic() - start >= 0.3 and not out.exists()
 
     # a chief of another search writes its search.json while the worker waits
-    other = tuning._search_record(base.replace(**{"optim.lr_min": 1e-4}), space, "random", 3)
+    other = search._search_record(base.replace(**{"optim.lr_min": 1e-4}), space, "random", 3)
     writer = threading.Timer(0.3, lambda: (out.mkdir(parents=True),
                                            (out / "search.json").write_text(json.dumps(other))))
-    monkeypatch.setattr(tuning, "WORKER_WAIT_S", 30)
+    monkeypatch.setattr(search, "WORKER_WAIT_S", 30)
     writer.start()
     try:
-        with pytest.raises(tuning.SearchError, match=r"holds a different search \(base_config"):
-            tuning.run_search(base, space, tiny_demo_dir, out)
+        with pytest.raises(search.SearchError, match=r"holds a different search \(base_config"):
+            search.run_search(base, space, tiny_demo_dir, out)
     finally:
         writer.join()
 

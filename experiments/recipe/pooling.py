@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="Markdown table to write")
     args = parser.parse_args(argv)
     from fat_tf.config import atomic_write_text
-    from fat_tf.report import score_run
+    from fat_tf.inference.scoring import score_run
 
     scores = {(p, split): [] for p in POOLINGS for split in ("validation", "test")}
     for run in args.runs:

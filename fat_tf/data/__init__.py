@@ -6,7 +6,8 @@ The manifest API is importable from here without TensorFlow::
     ds = load_dataset("path/to/fat2019")        # raises DataError naming file and line
     ds.curated.paths, ds.curated.labels         # [N] paths, [N, C] multi-hot float32
 
-``python -m fat_tf.data check DIR`` validates a whole folder and prints a summary.
+``python -m fat_tf.data check DIR`` validates a whole folder and prints a summary;
+``python -m fat_tf.data download`` fetches FAT2019 (:mod:`fat_tf.data.fetch`).
 """
 
 from fat_tf.data.manifest import (
@@ -15,11 +16,10 @@ from fat_tf.data.manifest import (
     FatDataset,
     Manifest,
     load_dataset,
-    parse_labels,
-    read_class_names,
     read_manifest,
     read_test_manifest,
 )
+from fat_tf.data.manifest_csv import parse_labels, read_class_names
 from fat_tf.data.wav import WavInfo, check_wav, read_wav_info
 
 __all__ = [

@@ -4,7 +4,7 @@ Commands:
     check DIR       validate a FAT2019 dataset folder and print a summary (exit code 1 if
                     invalid).
     download ...    download FSDKaggle2019 from Zenodo (or lay out the Kaggle zip) into a
-                    dataset folder; the same options as ``python -m fat_tf.data.download``.
+                    dataset folder (:mod:`fat_tf.data.fetch.download`).
     layout ...      lay out your own folder-per-class or ``fname,labels`` data as a FAT2019
                     dataset folder (:mod:`fat_tf.data.layout`).
     demo ...        write the synthetic demo dataset (:mod:`fat_tf.data.demo`).
@@ -17,8 +17,9 @@ import sys
 from collections.abc import Sequence
 
 from fat_tf.cli import prog
-from fat_tf.data import demo, download, layout
+from fat_tf.data import demo, layout
 from fat_tf.data.check import run_check
+from fat_tf.data.fetch import download
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     # Its arguments (--help included) are left unparsed here and forwarded to
-    # fat_tf.data.download.main, which owns them.
+    # fat_tf.data.fetch.download.main, which owns them.
     commands.add_parser(
         "download",
         add_help=False,

@@ -113,7 +113,7 @@ def _set_row(name: str, manifest: Manifest) -> str:
 
 def _conversion_lines(dataset: FatDataset) -> list[str]:
     """What is converted when read, per set and by reason (empty when nothing is)."""
-    from fat_tf.audio_io import CONVERSION
+    from fat_tf.data.audio_io import CONVERSION
 
     total = sum(len(m) for m in dataset.sets().values())
     lines = []

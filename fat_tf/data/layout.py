@@ -20,7 +20,7 @@ Decisions:
     - File names are kept readable and unique: a file's path relative to its input root with
       ``/`` replaced by ``__`` (``dog/001.wav`` -> ``dog__001.wav``).
     - Audio files are copied as they are (or hard-linked with ``--link``), in any format
-      fat_tf reads (:func:`fat_tf.audio_io.probe_audio`: WAV of any sample format, FLAC,
+      fat_tf reads (:func:`fat_tf.data.audio_io.probe_audio`: WAV of any sample format, FLAC,
       Ogg, MP3...; training converts what is not 16-bit PCM mono WAV at the model's rate).
       A file that cannot be read stops the command with a one-line error naming it, before
       anything is written. Files that are not audio are ignored.
@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fat_tf.audio_io import AUDIO_EXTENSIONS, probe_audio
+from fat_tf.data.audio_io import AUDIO_EXTENSIONS, probe_audio
 from fat_tf.data.demo import _write_csv, write_wav
 from fat_tf.errors import AudioFormatError, DataError
 from fat_tf.files import non_empty_dir, swap_folder_into_place

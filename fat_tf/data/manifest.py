@@ -2,7 +2,7 @@
 
 A :class:`Manifest` is one set of clips (curated, noisy or test): file names, a multi-hot
 label matrix in class order and, when the audio was checked, clip durations read from the
-file headers and what each file needs converted (:func:`fat_tf.audio_io.probe_audio`:
+file headers and what each file needs converted (:func:`fat_tf.data.audio_io.probe_audio`:
 any format and rate libsndfile reads is accepted and converted when read).
 :func:`load_dataset` reads a whole folder in the Kaggle FAT2019 layout
 (:class:`DatasetLayout`).
@@ -29,119 +29,30 @@ Decisions:
 
 from __future__ import annotations
 
-import csv
-import difflib
-import io
 import os
 import warnings
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fat_tf.data.manifest_csv import (
+    MAX_QUOTED,
+    Entry,
+    Problem,
+    read_class_names,
+    read_labelled,
+    read_submission_rows,
+)
 from fat_tf.errors import AudioFormatError, DataError
-from fat_tf.files import NotRegularFileError, open_regular
 
 if TYPE_CHECKING:
-    from fat_tf.audio_io import AudioInfo
-
-_SHOW = 3  # problems or names quoted in one message
+    from fat_tf.data.audio_io import AudioInfo
 
 
 class DataWarning(UserWarning):
     """A dataset problem that was tolerated (unlisted audio files, rows skipped on request)."""
-
-
-# --------------------------------------------------------------------------- class names
-
-
-def read_class_names(sample_submission_csv: str | os.PathLike) -> tuple[str, ...]:
-    """Read the class names from the header of ``sample_submission.csv``.
-
-    Args:
-        sample_submission_csv: a CSV whose header is ``fname`` then one column per class,
-            in Python ``sorted()`` order (the submission column order).
-
-    Returns:
-        The class names in column order.
-
-    Raises:
-        DataError: the first column is not ``fname``, there are no classes, a name is
-            empty, repeated or has stray spaces, or the names are not sorted.
-    """
-    path = os.fspath(sample_submission_csv)
-    header, _ = _read_csv(path, header_only=True)
-    if not header or header[0] != "fname":
-        found = repr(header[0]) if header else "nothing"
-        raise DataError(f"{path} line 1: the first column must be 'fname', found {found}")
-    names = tuple(header[1:])
-    if not names:
-        raise DataError(f"{path} line 1: no class columns after 'fname'")
-    for i, name in enumerate(names):
-        if not name or name != name.strip():
-            raise DataError(
-                f"{path} line 1: class name {name!r} (column {i + 2}) is empty or has stray spaces"
-            )
-    seen: dict[str, int] = {}
-    for i, name in enumerate(names):
-        if name in seen:
-            raise DataError(
-                f"{path} line 1: class {name!r} appears twice (columns "
-                f"{seen[name] + 2} and {i + 2})"
-            )
-        seen[name] = i
-    for i in range(1, len(names)):
-        if names[i - 1] > names[i]:
-            raise DataError(
-                f"{path} line 1: class columns are not in alphabetical (Python sorted) order: "
-                f"{names[i - 1]!r} (column {i + 1}) comes before {names[i]!r} (column {i + 2})"
-            )
-    return names
-
-
-def parse_labels(text: str, class_names: Collection[str]) -> frozenset[str]:
-    """Parse one ``labels`` cell (comma-joined class names) into a set.
-
-    Args:
-        text: the cell, e.g. ``"Walk_and_footsteps,Slam"``.
-        class_names: the known classes (a set is fastest).
-
-    Returns:
-        The set of labels.
-
-    Raises:
-        DataError: the cell is empty, has an empty item, a label with stray spaces, a
-            repeated label or an unknown label (with close matches). The message does not
-            name a file; callers add it.
-    """
-    if not text.strip():
-        raise DataError(f"empty label list {text!r}")
-    known = class_names if isinstance(class_names, (set, frozenset, dict)) else set(class_names)
-    labels: set[str] = set()
-    for item in text.split(","):
-        if not item:
-            raise DataError(f"empty label in {text!r} (stray comma)")
-        if item != item.strip():
-            raise DataError(
-                f"label {item!r} has stray spaces in {text!r} (labels are joined by ',' with "
-                "no spaces)"
-            )
-        if item not in known:
-            raise DataError(_unknown_label(item, class_names))
-        if item in labels:
-            raise DataError(f"label {item!r} is listed twice in {text!r}")
-        labels.add(item)
-    return frozenset(labels)
-
-
-def _unknown_label(label: str, class_names: Iterable[str]) -> str:
-    names = list(class_names)
-    close = difflib.get_close_matches(label, names, n=_SHOW, cutoff=0.6)
-    folded = [n for n in names if n.lower() == label.lower() and n not in close]
-    close = folded + close
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    return f"unknown label {label!r}, not one of the {len(names)} classes{hint}"
 
 
 # --------------------------------------------------------------------------- manifests
@@ -161,7 +72,7 @@ class Manifest:
         durations: ``[N]`` float64 clip durations in seconds from the file headers, or
             ``None`` when the audio was not checked.
         conversions: per clip, why it is converted when read (format, channels, rate;
-            see :func:`fat_tf.audio_io.probe_audio`), ``()`` for a clip read as it is;
+            see :func:`fat_tf.data.audio_io.probe_audio`), ``()`` for a clip read as it is;
             ``None`` when the audio was not checked.
     """
 
@@ -215,25 +126,6 @@ class Manifest:
         )
 
 
-@dataclass
-class _Entry:
-    line: int
-    fname: str
-    labels: frozenset[str] | None
-
-
-@dataclass
-class _Problem:
-    path: str
-    line: int
-    message: str
-    fname: str | None = None
-    error: type[DataError] = DataError
-
-    def __str__(self) -> str:
-        name = f" ({self.fname})" if self.fname else ""
-        return f"{self.path} line {self.line}{name}: {self.message}"
-
 
 def read_manifest(
     csv_path: str | os.PathLike,
@@ -253,7 +145,7 @@ def read_manifest(
         class_names: the classes, in label-matrix column order.
         skip_bad: leave out bad rows and clips (one :class:`DataWarning` with the count)
             instead of raising.
-        check_audio: run :func:`~fat_tf.audio_io.probe_audio` on every listed file
+        check_audio: run :func:`~fat_tf.data.audio_io.probe_audio` on every listed file
             (headers only) and record durations and conversions; without it only the
             files' presence is checked.
         sample_rate: the model's sample rate (clips at other rates are resampled).
@@ -268,7 +160,7 @@ def read_manifest(
     """
     csv_path, audio_dir = os.fspath(csv_path), os.fspath(audio_dir)
     class_names = tuple(class_names)
-    entries, problems, n_rows = _read_labelled(csv_path, class_names)
+    entries, problems, n_rows = read_labelled(csv_path, class_names)
     return _finish(
         csv_path,
         audio_dir,
@@ -322,7 +214,7 @@ def read_test_manifest(
             f"{sub_path} line 1: its class columns differ from the "
             f"{len(class_names)} classes expected"
         )
-    entries, problems, n_rows = _read_submission_rows(sub_path, len(class_names) + 1)
+    entries, problems, n_rows = read_submission_rows(sub_path, len(class_names) + 1)
     if labels_csv is not None:
         _attach_test_labels(sub_path, os.fspath(labels_csv), class_names, entries, problems)
     return _finish(
@@ -343,11 +235,11 @@ def _attach_test_labels(
     sub_path: str,
     labels_path: str,
     class_names: tuple[str, ...],
-    entries: list[_Entry],
-    problems: list[_Problem],
+    entries: list[Entry],
+    problems: list[Problem],
 ) -> None:
     """Give each submission entry its labels from ``labels_path``; report clips without."""
-    labelled, label_problems, _ = _read_labelled(labels_path, class_names)
+    labelled, label_problems, _ = read_labelled(labels_path, class_names)
     problems += label_problems
     bad = {p.fname for p in label_problems}
     found = {e.fname: e.labels for e in labelled}
@@ -355,166 +247,8 @@ def _attach_test_labels(
         e.labels = found.get(e.fname)
         if e.labels is None and e.fname not in bad:
             problems.append(
-                _Problem(sub_path, e.line, f"test clip has no row in {labels_path}", e.fname)
+                Problem(sub_path, e.line, f"test clip has no row in {labels_path}", e.fname)
             )
-
-
-# --------------------------------------------------------------------------- CSV reading
-
-
-def _read_csv(
-    path: str, *, header_only: bool = False
-) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Read a CSV into its header cells and ``(line number, cells)`` rows."""
-    text = _read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header: list[str] = []
-    rows: list[tuple[int, list[str]]] = []
-    start = 1
-    try:
-        for cells in reader:
-            if cells and not header:
-                if start != 1:
-                    raise DataError(f"{path} line {start}: blank line(s) before the header")
-                header = cells
-                if header_only:
-                    break
-            elif cells:
-                rows.append((start, cells))
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise DataError(
-            f"{path} line {start}: malformed CSV ({e}); look for an unterminated or stray "
-            "double quote"
-        ) from None
-    if not header:
-        raise DataError(f"{path}: empty file, expected a header line")
-    return header, rows
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open_regular(path) as f:
-            raw = f.read()
-    except NotRegularFileError as e:  # a FIFO would block the reader forever
-        raise DataError(f"{path}: {e.strerror}; expected a CSV file") from None
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a CSV file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(
-            f"{path} line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
-        ) from None
-
-
-def _column_index(path: str, header: list[str], required: Sequence[str]) -> dict[str, int]:
-    """Map required column names to their positions, or raise naming what is wrong."""
-    seen: dict[str, int] = {}
-    for i, name in enumerate(header):
-        if name in seen:
-            raise DataError(f"{path} line 1: column {name!r} appears twice in the header")
-        seen[name] = i
-    missing = [c for c in required if c not in seen]
-    if not missing:
-        return {c: seen[c] for c in required}
-    if header[0].lower().endswith(".wav"):
-        raise DataError(
-            f"{path} line 1: missing header: the file starts with a data row "
-            f"({','.join(header)!r}); the first line must be the header "
-            f"{','.join(required)!r}"
-        )
-    spaced = [h for h in header if h.strip() in missing]
-    hint = f" (column {spaced[0]!r} has stray spaces)" if spaced else ""
-    raise DataError(
-        f"{path} line 1: header lacks column(s) {', '.join(map(repr, missing))}{hint}; "
-        f"found {', '.join(map(repr, header))}, need {', '.join(map(repr, required))}"
-    )
-
-
-def _fname_problem(fname: str) -> str | None:
-    if not fname:
-        return "empty fname"
-    if fname != fname.strip():
-        return f"fname {fname!r} has stray spaces"
-    if "/" in fname or "\\" in fname or fname in (".", ".."):
-        return f"fname {fname!r} must be a file name, not a path"
-    return None
-
-
-def _width_problem(path: str, line: int, cells: list[str], width: int) -> _Problem | None:
-    if len(cells) == width:
-        return None
-    hint = ' (a multi-label cell must be double-quoted: "Bark,Slam")' if len(cells) > width else ""
-    return _Problem(
-        path, line, f"expected {width} columns as in the header, found {len(cells)}{hint}"
-    )
-
-
-def _read_labelled(
-    path: str, class_names: tuple[str, ...]
-) -> tuple[list[_Entry], list[_Problem], int]:
-    """Parse a CSV with ``fname`` and ``labels`` columns into entries, problems, row count.
-
-    Rows with a problem (duplicates included) are not in the entries.
-    """
-    header, rows = _read_csv(path)
-    cols = _column_index(path, header, ("fname", "labels"))
-    known = frozenset(class_names)
-    entries: list[_Entry] = []
-    problems: list[_Problem] = []
-    for line, cells in rows:
-        problem = _width_problem(path, line, cells, len(header))
-        if cells == header:
-            problem = _Problem(path, line, "the header line is repeated (CSV files joined?)")
-        if problem is None:
-            fname = cells[cols["fname"]]
-            message = _fname_problem(fname)
-            if message is None:
-                try:
-                    labels = parse_labels(cells[cols["labels"]], known)
-                    entries.append(_Entry(line, fname, labels))
-                    continue
-                except DataError as e:
-                    message = str(e)
-            problem = _Problem(path, line, message, fname.strip() or None)
-        problems.append(problem)
-    return _drop_duplicates(path, entries, problems), problems, len(rows)
-
-
-def _read_submission_rows(path: str, width: int) -> tuple[list[_Entry], list[_Problem], int]:
-    """Parse the rows of ``sample_submission.csv`` into unlabelled entries."""
-    _, rows = _read_csv(path)
-    entries: list[_Entry] = []
-    problems: list[_Problem] = []
-    for line, cells in rows:
-        problem = _width_problem(path, line, cells, width)
-        if problem is None and (message := _fname_problem(cells[0])):
-            problem = _Problem(path, line, message)
-        if problem:
-            problems.append(problem)
-        else:
-            entries.append(_Entry(line, cells[0], None))
-    return _drop_duplicates(path, entries, problems), problems, len(rows)
-
-
-def _drop_duplicates(path: str, entries: list[_Entry], problems: list[_Problem]) -> list[_Entry]:
-    """Report every fname listed more than once and drop all of its rows."""
-    lines: dict[str, list[int]] = {}
-    for e in entries:
-        lines.setdefault(e.fname, []).append(e.line)
-    dups = {name: ls for name, ls in lines.items() if len(ls) > 1}
-    for name, ls in dups.items():
-        at = ", ".join(map(str, ls[:-1])) + f" and {ls[-1]}"
-        problems.append(
-            _Problem(path, ls[1], f"duplicate fname {name!r}: listed at lines {at}", name)
-        )
-    return [e for e in entries if e.fname not in dups]
 
 
 # --------------------------------------------------------------------------- audio + result
@@ -534,14 +268,14 @@ def _list_audio_dir(audio_dir: str, csv_path: str) -> set[str]:
 def _check_files(
     csv_path: str,
     audio_dir: str,
-    entries: list[_Entry],
-    problems: list[_Problem],
+    entries: list[Entry],
+    problems: list[Problem],
     *,
     check_audio: bool,
     sample_rate: int,
 ) -> dict[str, AudioInfo]:
     """Check presence (and headers) of each entry's file; return the good ones' info."""
-    from fat_tf.audio_io import probe_audio  # here: fat_tf.audio_io imports this package
+    from fat_tf.data.audio_io import probe_audio  # here: audio_io imports fat_tf.data
 
     names = _list_audio_dir(audio_dir, csv_path)
     found: dict[str, AudioInfo] = {}
@@ -549,13 +283,13 @@ def _check_files(
         path = os.path.join(audio_dir, e.fname)
         if e.fname not in names:
             problems.append(
-                _Problem(csv_path, e.line, f"audio file {path} not found", error=AudioFormatError)
+                Problem(csv_path, e.line, f"audio file {path} not found", error=AudioFormatError)
             )
         elif check_audio:
             try:
                 found[e.fname] = probe_audio(path, sample_rate)
             except AudioFormatError as err:
-                problems.append(_Problem(csv_path, e.line, str(err), error=AudioFormatError))
+                problems.append(Problem(csv_path, e.line, str(err), error=AudioFormatError))
     listed = {e.fname for e in entries} | {p.fname for p in problems if p.fname}
     _warn_unlisted(csv_path, audio_dir, names, listed)
     return found
@@ -563,11 +297,11 @@ def _check_files(
 
 def _warn_unlisted(csv_path: str, audio_dir: str, names: set[str], listed: set[str]) -> None:
     """Warn once about audio files in ``audio_dir`` that the CSV does not list."""
-    from fat_tf.audio_io import is_audio_file
+    from fat_tf.data.audio_io import is_audio_file
 
     extra = sorted(n for n in names if is_audio_file(n) and n not in listed)
     if extra:
-        shown = ", ".join(extra[:_SHOW]) + (", ..." if len(extra) > _SHOW else "")
+        shown = ", ".join(extra[:MAX_QUOTED]) + (", ..." if len(extra) > MAX_QUOTED else "")
         warnings.warn(
             f"{audio_dir}: {len(extra)} audio file(s) not listed in {csv_path} are ignored: "
             f"{shown}",
@@ -576,7 +310,7 @@ def _warn_unlisted(csv_path: str, audio_dir: str, names: set[str], listed: set[s
         )
 
 
-def _raise_first(csv_path: str, problems: list[_Problem]) -> None:
+def _raise_first(csv_path: str, problems: list[Problem]) -> None:
     """Raise the first problem (this CSV's rows first, in line order) with the count."""
     first = min(problems, key=lambda p: (p.path != csv_path, p.line))
     more = len(problems) - 1
@@ -588,11 +322,11 @@ def _raise_first(csv_path: str, problems: list[_Problem]) -> None:
     raise first.error(f"{first}{tail}")
 
 
-def _warn_skipped(csv_path: str, n_rows: int, n_kept: int, problems: list[_Problem]) -> None:
+def _warn_skipped(csv_path: str, n_rows: int, n_kept: int, problems: list[Problem]) -> None:
     """One DataWarning: how many rows were left out and the first few problems."""
     problems = sorted(problems, key=lambda p: (p.path != csv_path, p.line))
-    shown = "; ".join(str(p) for p in problems[:_SHOW])
-    more = f"; and {len(problems) - _SHOW} more" if len(problems) > _SHOW else ""
+    shown = "; ".join(str(p) for p in problems[:MAX_QUOTED])
+    more = f"; and {len(problems) - MAX_QUOTED} more" if len(problems) > MAX_QUOTED else ""
     warnings.warn(
         f"{csv_path}: skipped {n_rows - n_kept} of {n_rows} row(s) with problems: {shown}{more}",
         DataWarning,
@@ -604,8 +338,8 @@ def _finish(
     csv_path: str,
     audio_dir: str,
     class_names: tuple[str, ...],
-    entries: list[_Entry],
-    problems: list[_Problem],
+    entries: list[Entry],
+    problems: list[Problem],
     n_rows: int,
     *,
     skip_bad: bool,
@@ -639,7 +373,7 @@ def _finish(
     )
 
 
-def _multi_hot(entries: list[_Entry], class_names: tuple[str, ...]) -> np.ndarray:
+def _multi_hot(entries: list[Entry], class_names: tuple[str, ...]) -> np.ndarray:
     index = {name: i for i, name in enumerate(class_names)}
     labels = np.zeros((len(entries), len(class_names)), np.float32)
     for row, e in enumerate(entries):

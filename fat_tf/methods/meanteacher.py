@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from fat_tf.ema import ExponentialMovingAverage
+from fat_tf.callbacks.ema import ExponentialMovingAverage
 from fat_tf.methods.base import Method
 from fat_tf.metrics import Lwlrap
 from fat_tf.ops.ramps import ema_decay_for_run
@@ -16,7 +16,7 @@ class MeanTeacher(Method):
 
     The teacher is a copy of the tagger whose every weight (BatchNorm moving statistics
     included) is the exponential moving average of the student's, updated after every
-    optimiser step by :class:`fat_tf.ema.ExponentialMovingAverage` with coefficient
+    optimiser step by :class:`fat_tf.callbacks.ema.ExponentialMovingAverage` with coefficient
     ``min(1 - 1/(step+1), decay)``, where ``decay`` is ``ema_decay`` capped so that the
     teacher averages at most ``ema_horizon_fraction`` of the run
     (:func:`fat_tf.ops.ramps.ema_decay_for_run`). Each batch of labelled + unlabelled clips is

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fat_tf.data import demo
+from fat_tf.data import demo, demo_sounds
 from fat_tf.data.demo import (
     DEMO_CLASSES,
     DemoDatasetExistsError,
@@ -118,7 +118,7 @@ def test_sizes_of_tiny(tiny_demo_dir):
 def test_classes_are_sorted_fat2019_names():
     assert list(DEMO_CLASSES) == sorted(DEMO_CLASSES)
     assert any("(" in c for c in DEMO_CLASSES)
-    assert set(demo.SYNTHESIZERS) == set(DEMO_CLASSES)
+    assert set(demo_sounds.SYNTHESIZERS) == set(DEMO_CLASSES)
     assert all(re.fullmatch(r"[A-Za-z_()\-]+", c) for c in DEMO_CLASSES)
 
 
@@ -207,7 +207,8 @@ def test_default_durations_are_varied():
 def test_event_can_be_shorter_than_clip():
     rng = np.random.default_rng(0)
     n = 10 * 44100
-    spans = [demo._place_event(rng, n, demo.SYNTHESIZERS["Knock"])[1].size for _ in range(40)]
+    spans = [demo_sounds._place_event(rng, n, demo_sounds.SYNTHESIZERS["Knock"])[1].size
+             for _ in range(40)]
     assert min(spans) < n / 2 and max(spans) == n
 
 
@@ -215,7 +216,7 @@ def test_event_can_be_shorter_than_clip():
 def test_every_synthesizer_sounds_even_in_the_shortest_span(name):
     shortest = round(0.25 * 44100)  # events last at least 0.25 s
     for seed in range(20):
-        event = demo.SYNTHESIZERS[name](np.random.default_rng(seed), shortest)
+        event = demo_sounds.SYNTHESIZERS[name](np.random.default_rng(seed), shortest)
         assert event.shape == (shortest,) and np.isfinite(event).all()
         assert event.std() > 1e-3 * np.abs(event).max() > 0
 

@@ -1,4 +1,4 @@
-"""``python -m fat_tf.data.download``: offline, against a stand-in Zenodo on 127.0.0.1.
+"""``python -m fat_tf.data.fetch.download``: offline, against a stand-in Zenodo on 127.0.0.1.
 
 The tests build a tiny FSDKaggle2019 (a few 16-bit PCM mono 44.1 kHz WAVs, a meta zip with
 the four CSVs and a 3-class vocabulary, the noisy set as a real 7-part split zip written by
@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fat_tf.data import download as dl
 from fat_tf.data import load_dataset
-from fat_tf.data.download import (
+from fat_tf.data.fetch import (
     ArchiveError,
     ArchiveMember,
     ChecksumError,
@@ -45,12 +44,14 @@ from fat_tf.data.download import (
     download_file,
     extract_archive,
     kaggle_labels_csv,
-    main,
     parse_record,
+    plan,
     prepare_from_zenodo,
     read_vocabulary,
+    record,
     sample_submission_csv,
 )
+from fat_tf.data.fetch.download import main
 from fat_tf.errors import DataError
 
 pytestmark = pytest.mark.timeout(60)
@@ -465,7 +466,7 @@ def test_help(capsys):
         main(["--dest", "x", "--subset", "curated,bogus"])
     assert info.value.code == 2
     result = subprocess.run(
-        [sys.executable, "-m", "fat_tf.data.download", "--help"],
+        [sys.executable, "-m", "fat_tf.data.fetch.download", "--help"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -866,7 +867,7 @@ def test_fix_labels_modes(zenodo, fake, tmp_path, capsys):
 
 
 def test_apply_label_fixes_table():
-    rows = [(f, "Male_speech_and_man_speaking") for f in dl.MISLABELLED_CURATED] + [
+    rows = [(f, "Male_speech_and_man_speaking") for f in record.MISLABELLED_CURATED] + [
         ("a.wav", "Bark")
     ]
     names = {"Bass_drum", "Marimba_and_xylophone", "Dishes_and_pots_and_pans", "Chink_and_clink"}
@@ -938,7 +939,7 @@ def test_progress_lines():
 
 
 def test_progress_shows_eta_then_time_taken(monkeypatch):
-    from fat_tf.data import progress
+    from fat_tf.data.fetch import progress
 
     clock = [100.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
@@ -977,7 +978,7 @@ def test_dry_run_lists_files_and_downloads_nothing(zenodo, fake, tmp_path, capsy
         assert hashlib.md5(data).hexdigest() in listed[name] and "to download" in listed[name]
     total = sum(len(fake.files[n]) for n in expected)
     assert f"total: {len(expected)} file(s)" in out
-    assert f"to download: {dl._size_text(total)}" in out and "free on that disk" in out
+    assert f"to download: {plan._size_text(total)}" in out and "free on that disk" in out
 
     # after a partial run: verified files and an existing subset folder are reported as such
     prepare_from_zenodo(dest, subsets=["curated"], record_url=zenodo.record_url, options=quiet())
@@ -993,7 +994,7 @@ def test_dry_run_lists_files_and_downloads_nothing(zenodo, fake, tmp_path, capsy
     assert "already downloaded and verified" in lines[META_ZIP]
     assert CURATED_ZIP not in lines and "train_curated/: already there" in out
     assert "partial (0.0 MB on disk), resumes" in lines[TEST_ZIP]
-    assert f"to download: {dl._size_text(len(fake.files[TEST_ZIP]) - 100)}" in out
+    assert f"to download: {plan._size_text(len(fake.files[TEST_ZIP]) - 100)}" in out
 
     # everything needed already verified: not even the record is read
     zenodo.requests.clear()

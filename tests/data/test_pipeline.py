@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fat_tf.data import pipeline
+from fat_tf.data import decode, pipeline
 from fat_tf.data.split import stratified_split, subsample
 
 RATE = 8000
@@ -37,17 +37,17 @@ def clips(tmp_path):
 
 def test_decode_wav_values_and_errors(tmp_path):
     path = write_wav(tmp_path / "a.wav", [0, 16384, -32768])
-    out = pipeline.decode_wav(tf.constant(path), RATE).numpy()
+    out = decode.decode_wav(tf.constant(path), RATE).numpy()
     np.testing.assert_allclose(out, [0.0, 0.5, -1.0])
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
-        pipeline.decode_wav(tf.constant(path), 44100)
-    assert pipeline.pipeline_error(error.value) == (
+        decode.decode_wav(tf.constant(path), 44100)
+    assert decode.pipeline_error(error.value) == (
         f"{path}: sample rate is 8000 Hz but 44100 Hz is expected; resample the file"
     )
     stereo = write_wav(tmp_path / "s.wav", np.zeros((10, 2)), channels=2)
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
-        pipeline.decode_wav(tf.constant(stereo), RATE)
-    assert pipeline.pipeline_error(error.value) == (
+        decode.decode_wav(tf.constant(stereo), RATE)
+    assert decode.pipeline_error(error.value) == (
         f"{stereo}: has 2 channels but mono audio is expected"
     )
 
@@ -202,7 +202,7 @@ def test_feature_stream_crops_whole_clip_logmel(clips, tmp_path):
     assert set(x) == {"logmel"} and x["logmel"].shape == (5, 10, 8)
     for row, label in zip(x["logmel"], y):
         clip = int(np.argmax(label))
-        full = logmel(tf.constant(pipeline.decode_wav(tf.constant(paths[clip]), RATE))[None])
+        full = logmel(tf.constant(decode.decode_wav(tf.constant(paths[clip]), RATE))[None])
         full = np.pad(full.numpy()[0], [[0, max(0, 10 - full.shape[1])], [0, 0]])
         matches = [np.allclose(row, full[s:s + 10], atol=1e-5)
                    for s in range(len(full) - 9)]

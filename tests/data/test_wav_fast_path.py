@@ -5,7 +5,7 @@ import wave
 import numpy as np
 import tensorflow as tf
 
-from fat_tf.data import pipeline
+from fat_tf.data import decode
 
 RATE = 8000
 
@@ -31,9 +31,9 @@ def test_plain_files_take_the_fast_path_with_identical_values(tmp_path):
         samples = rng.integers(-32768, 32768, n)
         path = plain_wav(tmp_path / f"{n}.wav", samples)
         contents = tf.io.read_file(path)
-        assert bool(pipeline._is_plain_wav(contents, RATE))
-        assert not bool(pipeline._is_plain_wav(contents, 44100))  # other rate: checked path
-        out = pipeline.decode_wav(tf.constant(path), RATE).numpy()
+        assert bool(decode._is_plain_wav(contents, RATE))
+        assert not bool(decode._is_plain_wav(contents, 44100))  # other rate: checked path
+        out = decode.decode_wav(tf.constant(path), RATE).numpy()
         assert out.dtype == np.float32 and out.shape == (n,)
         np.testing.assert_array_equal(out, reference(path))
 
@@ -45,8 +45,8 @@ def test_other_files_go_through_decode_wav(tmp_path):
     riff = np.array([len(raw) - 8 + len(extra)], "<u4").tobytes()
     listed = tmp_path / "listed.wav"
     listed.write_bytes(raw[:4] + riff + raw[8:] + extra)
-    assert not bool(pipeline._is_plain_wav(tf.constant(listed.read_bytes()), RATE))
+    assert not bool(decode._is_plain_wav(tf.constant(listed.read_bytes()), RATE))
     np.testing.assert_array_equal(
-        pipeline.decode_wav(tf.constant(str(listed)), RATE).numpy(), reference(path))
+        decode.decode_wav(tf.constant(str(listed)), RATE).numpy(), reference(path))
     for short in (b"", b"RIFF", raw[:43]):
-        assert not bool(pipeline._is_plain_wav(tf.constant(short), RATE))
+        assert not bool(decode._is_plain_wav(tf.constant(short), RATE))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fat_tf.ema import ExponentialMovingAverage, ema_update
+from fat_tf.callbacks.ema import ExponentialMovingAverage, ema_update
 from fat_tf.ops.ramps import ema_decay, ema_decay_for_run, linear_rampup, sigmoid_rampup
 from fat_tf.ops.ssl import (
     align_to_prior,

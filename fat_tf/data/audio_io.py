@@ -6,7 +6,7 @@ Every file reaches the model as a mono float32 waveform at the model's sample ra
 * **as it is**: a WAV file that :func:`fat_tf.data.wav.check_wav` accepts (16-bit PCM,
   mono, at the model's rate, a header ``tf.audio.decode_wav`` reads: the FAT2019 files
   and everything fat_tf writes) is decoded in-graph by
-  :func:`fat_tf.data.pipeline.decode_wav`;
+  :func:`fat_tf.data.decode.decode_wav`;
 * **converted**: anything else that libsndfile reads (through ``soundfile``) — WAV of any
   sample format (8/24/32-bit PCM, float, A-law...), any channel count and rate, FLAC, Ogg
   Vorbis, Ogg Opus, MP3, AIFF... — is decoded on the host, its channels averaged to mono

@@ -1,4 +1,4 @@
-"""HTTP downloads that resume, retry and verify: the transfer layer of :mod:`fat_tf.data.download`.
+"""HTTP downloads that resume, retry and verify: the transfer layer of :mod:`fat_tf.data.fetch`.
 
 - :func:`download_file` writes to ``NAME.part`` and resumes with an HTTP ``Range`` request;
   a server that answers ``200`` instead of ``206`` is restarted from byte 0. The file's
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TextIO
 from urllib.parse import quote, urljoin
 
-from fat_tf.data.progress import Progress
+from fat_tf.data.fetch.progress import Progress
 from fat_tf.errors import FatTfError
 
 # --------------------------------------------------------------------------- errors
@@ -160,7 +160,7 @@ def fetch_record(record_url: str, options: DownloadOptions) -> dict[str, RemoteF
     """Download and parse a record API JSON (with retries).
 
     Args:
-        record_url: e.g. :data:`fat_tf.data.download.RECORD_API_URL`.
+        record_url: e.g. :data:`fat_tf.data.fetch.record.RECORD_API_URL`.
         options: network settings.
 
     Returns:

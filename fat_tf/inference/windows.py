@@ -1,142 +1,23 @@
-"""Scoring whole clips with a trained tagger, shared by evaluate, predict and export.
+"""Clip scoring in a TensorFlow graph: cutting clips into windows, scoring and pooling them.
 
-A clip of any length is cut into the sliding windows of the evaluation pipeline, every
-window is scored, and window logits are pooled per clip (mean or max). Optional
-test-time augmentation adds the time-reversed clip and averages the two clip logits.
+* :class:`ClipScorer` pools the window batches of the evaluation pipeline
+  (:func:`fat_tf.inference.scoring.score_clips`);
+* :func:`window_outputs` and :func:`waveform_clip_logits` cut the windows of a padded
+  batch of waveforms inside the graph (:func:`batch_window_starts` gives exactly the
+  pipeline's offsets) and score them, all at once or in chunks: the computation inside
+  the exported SavedModel and TFLite models (:mod:`fat_tf.inference.clip_module`);
+* :func:`window_embedder` gives a window's embedding (the head's pooled input).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-import fat_tf.layers  # noqa: F401  (registers the custom layers for loading)
-import fat_tf.models  # noqa: F401
-from fat_tf.config import Config
-from fat_tf.data import pipeline
-from fat_tf.errors import FatTfError
-from fat_tf.files import keras_file_problem, read_json_object
+from fat_tf.inference.scoring import window_cap
 from fat_tf.ops.pooling import clip_logits, pool_windows
-
-
-@dataclass(frozen=True)
-class TrainedRun:
-    """A finished (or checkpointed) run folder.
-
-    Args:
-        run_dir: the folder.
-        config: its resolved config.
-        class_names: class names in output order.
-        data_dir: the dataset it was trained on.
-        validation_fnames: the held-out curated clips.
-    """
-
-    run_dir: Path
-    config: Config
-    class_names: tuple[str, ...]
-    data_dir: Path
-    validation_fnames: tuple[str, ...]
-
-    def model_path(self, which: str = "best") -> Path:
-        """Path of ``best.keras`` or ``model.keras`` (``which`` = best or final)."""
-        name = {"best": "best.keras", "final": "model.keras"}.get(which)
-        if name is None:
-            raise FatTfError(f"--model must be best or final, got {which!r}")
-        path = self.run_dir / name
-        if not path.exists():
-            raise FatTfError(f"{path}: no such model in the run folder (has training finished?)")
-        return path
-
-    def load_model(self, which: str = "best") -> keras.Model:
-        """Load the run's tagger (waveform in, logits out).
-
-        Raises:
-            FatTfError: the file is empty, truncated or damaged (one line naming it and
-                what to do), rather than Keras' own error.
-        """
-        path = self.model_path(which)
-        other = {"best": "final", "final": "best"}.get(which)
-        advice = ("copy it again from where the run was trained, or use the run's other "
-                  f"model (--model {other})")
-        problem = keras_file_problem(path)
-        if problem:
-            raise FatTfError(f"{path}: {problem}; {advice}")
-        try:
-            return keras.models.load_model(path, compile=False)
-        except Exception as e:  # a whole archive with bad content (e.g. a damaged .h5)
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise FatTfError(f"{path}: cannot be loaded as a Keras model ({first}); "
-                             f"{advice}") from None
-
-
-def load_run(run_dir: str | Path) -> TrainedRun:
-    """Read a run folder written by :func:`fat_tf.training.train`.
-
-    Args:
-        run_dir: the run folder.
-    """
-    run_dir = Path(run_dir)
-    for name in ("config.json", "data.json"):
-        if not (run_dir / name).exists():
-            raise FatTfError(f"{run_dir}: not a fat_tf run folder (no {name})")
-    config = Config.from_json(run_dir / "config.json")
-    path = run_dir / "data.json"
-    advice = "copy the run folder again from where it was trained"
-    data = read_json_object(path, advice)
-    missing = [k for k in ("class_names", "data_dir", "validation_fnames") if k not in data]
-    if missing:
-        raise FatTfError(f"{path}: lacks {', '.join(missing)} (not written by fat_tf.train, "
-                         f"or damaged); {advice}")
-    trained_with = data.get("config_sha256")  # absent in runs written before it existed
-    if trained_with is not None and trained_with != config.fingerprint():
-        raise FatTfError(
-            f"{run_dir / 'config.json'}: differs from the settings the weights were trained "
-            "with (its hash no longer matches data.json's config_sha256), so scores would "
-            "silently change; restore the original config.json or retrain")
-    return TrainedRun(run_dir, config, tuple(data["class_names"]), Path(data["data_dir"]),
-                      tuple(data["validation_fnames"]))
-
-
-def score_clips(
-    model: keras.Model,
-    paths: Sequence[str],
-    config: Config,
-    pooling: str | None = None,
-    tta: bool = False,
-    batch_size: int | None = None,
-    verbose: int | str = "auto",
-    max_windows: int | None = None,
-) -> np.ndarray:
-    """Clip logits ``[N, C]`` of whole clips, pooled over sliding windows.
-
-    Args:
-        model: tagger, waveform ``[B, L]`` -> logits ``[B, C]``.
-        paths: audio files (any format :mod:`fat_tf.audio_io` reads, converted as in training).
-        config: the run config (window length, hop, window cap, pooling).
-        pooling: ``mean`` or ``max`` (default: ``config.data.window_pooling``).
-        tta: also score the time-reversed clips and average the two clip logits.
-        batch_size: clips per batch (default: ``config.data.eval_batch_size``).
-        verbose: Keras progress bar setting.
-        max_windows: cap on windows per clip (default: ``config.data.max_eval_windows``,
-            as validation during training); ``0``: every window, as ``predict``, the
-            Python API and the export score clips.
-    """
-    pooling = pooling or config.data.window_pooling
-    window = config.crop_samples
-    cap = config.data.max_eval_windows if max_windows is None else window_cap(max_windows)
-    ds = pipeline.evaluation_dataset(
-        paths, None, sample_rate=config.frontend.sample_rate, window_samples=window,
-        hop_samples=max(1, int(window * config.data.eval_hop_fraction)),
-        max_windows=cap,
-        batch_size=batch_size or config.data.eval_batch_size,
-    )
-    scorer = ClipScorer(model, pooling, tta)
-    return np.asarray(scorer.predict(ds, verbose=verbose), np.float32)
 
 
 class ClipScorer(keras.Model):
@@ -164,7 +45,6 @@ class ClipScorer(keras.Model):
         return clip
 
 
-# --------------------------------------------------------------------------- in-graph scoring
 def batch_window_starts(
     lengths: tf.Tensor, length: int, hop: int, max_windows: int
 ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -198,20 +78,6 @@ def batch_window_starts(
     mask = index < count[:, None]
     starts = tf.where(mask, tf.cast(tf.round(positions), tf.int32), 0)
     return starts, mask
-
-
-#: ``max_windows`` meaning "every window": larger than any clip's window count.
-NO_CAP = 2**30
-
-
-def window_cap(max_windows: int | None) -> int:
-    """The window cap to compute with: ``max_windows``, or :data:`NO_CAP` for ``None``
-    or ``0`` (score every window).
-
-    Args:
-        max_windows: a cap on windows per clip, or ``None``/``0`` for none.
-    """
-    return int(max_windows) if max_windows and max_windows > 0 else NO_CAP
 
 
 def window_outputs(
@@ -314,10 +180,11 @@ def waveform_clip_logits(
 ) -> tf.Tensor:
     """Clip logits of a padded batch of waveforms, computed in one graph.
 
-    The same scoring as :func:`score_clips` (sliding windows of :func:`window_starts`,
-    zero-padded when a clip is shorter than a window, logits pooled over the real windows,
-    optional time-reversal TTA) but from tensors instead of files: the window logits of
-    :func:`window_outputs` are pooled with :func:`fat_tf.ops.pooling.pool_windows`.
+    The same scoring as :func:`~fat_tf.inference.scoring.score_clips` (sliding windows of
+    :func:`~fat_tf.data.pipeline.window_starts`, zero-padded when a clip is shorter than a
+    window, logits pooled over the real windows, optional time-reversal TTA) but from
+    tensors instead of files: the window logits of :func:`window_outputs` are pooled with
+    :func:`fat_tf.ops.pooling.pool_windows`.
 
     Args:
         tagger: callable, waveform ``[N, window]`` -> logits ``[N, C]`` (called with

@@ -3,9 +3,10 @@
 Each line shows bytes done, percent, speed and the estimated time left (``ETA``, from the
 average speed so far); the final line shows the time taken instead.
 
-Used by the downloader (:mod:`fat_tf.data.http_download`) and the archive extractor
-(:mod:`fat_tf.data.archives`); the settings come from any object with a ``stream`` and a
-``progress_interval`` (:class:`~fat_tf.data.http_download.DownloadOptions` is one).
+Used by the downloader (:mod:`fat_tf.data.fetch.transfer`), the archive extractor
+(:mod:`fat_tf.data.fetch.extract`) and the unpacking of an inner zip
+(:mod:`fat_tf.data.fetch.archives`); the settings come from any object with a ``stream``
+and a ``progress_interval`` (:class:`~fat_tf.data.fetch.transfer.DownloadOptions` is one).
 """
 
 from __future__ import annotations

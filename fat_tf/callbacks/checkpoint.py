@@ -1,22 +1,17 @@
-"""Keras callbacks of a training run. Every file they write appears atomically.
+"""Checkpoints of a training run, every file written atomically.
 
+* :func:`atomic_save_model` — a ``.keras`` file through a temporary file and a rename,
+  after checking the disk has room (:func:`check_room`);
 * :class:`AtomicBackupAndRestore` — Keras' ``BackupAndRestore`` whose backup files are
   written to a temporary name and renamed, and committed by one atomic metadata rename,
-  so a run killed at any moment (even while saving) resumes from the last complete backup.
-* :class:`MetricsCSV` — one row per epoch, the whole file rewritten atomically; on
-  resume, rows of epochs that will be re-run are replaced.
-* :class:`SaveBestModel` — saves the evaluated model (tagger, or teacher) as ``.keras``
-  when the monitored validation metric improves.
-* :class:`StopOnNonFiniteLoss` — stops training with a clear message on a NaN/inf loss
-  or weight.
+  so a run killed at any moment (even while saving) resumes from the last complete
+  backup, random-generator states (:func:`seed_states`) included.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -96,6 +91,9 @@ def serialize_weights(model: keras.Model) -> bytes:
     HDF5 then never writes to the disk itself: a disk that fills up during the write
     fails one plain ``write`` call, instead of h5py failing in object destructors (a
     flood of tracebacks, then a segmentation fault at exit).
+
+    Args:
+        model: the model whose weights (and optimiser state) are serialised.
     """
     try:
         from keras.src.saving import saving_lib
@@ -118,7 +116,12 @@ def serialize_weights(model: keras.Model) -> bytes:
 
 
 def write_weights_file(data: bytes, path: str) -> None:
-    """Write ``data`` to ``path`` (created or truncated) and flush it to the disk."""
+    """Write ``data`` to ``path`` (created or truncated) and flush it to the disk.
+
+    Args:
+        data: the bytes (from :func:`serialize_weights`).
+        path: the file.
+    """
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
@@ -136,6 +139,9 @@ def seed_states(model: keras.Model) -> list:
 
     They are not weights, so a weights file does not hold them: they are
     ``model.variables`` less ``model.weights``.
+
+    Args:
+        model: the trained model (the method).
     """
     weights = {id(w) for w in model.weights}
     return [v for v in model.variables if id(v) not in weights]
@@ -421,195 +427,3 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._latest = {k: v for k, v in metadata.items() if k != "previous"}
         atomic_write_text(self._training_metadata_path, json.dumps(metadata))
         self._remove_uncommitted(keep=name, previous=previous["weights"] if previous else None)
-
-
-def optimizer_step(model) -> int | None:
-    """The optimiser steps ``model`` has taken (None before it has an optimiser)."""
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return None
-    return int(keras.ops.convert_to_numpy(optimizer.iterations))
-
-
-class MetricsCSV(keras.callbacks.Callback):
-    """Write epoch metrics to a CSV file, rewritten atomically after every epoch.
-
-    Each row holds the epoch (a validation interval), the optimiser ``step`` reached,
-    every logged metric and the learning rate.
-
-    Args:
-        path: the CSV file.
-    """
-
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-        self.rows: dict[int, dict] = {}
-
-    def on_train_begin(self, logs=None):
-        self.rows = {}
-        if os.path.exists(self.path):
-            reader = None
-            try:
-                with open(self.path, newline="", encoding="utf-8") as f:
-                    reader = csv.DictReader(f)
-                    for row in reader:
-                        self.rows[int(row["epoch"])] = row
-            except (KeyError, TypeError, ValueError, csv.Error) as e:
-                line = f" line {reader.line_num}" if reader is not None else ""
-                raise FatTfError(
-                    f"{self.path}{line}: damaged ({type(e).__name__}: {e}); delete the "
-                    "damaged rows, or the whole file (rows of the epochs left to run are "
-                    "written again), and rerun the same command") from None
-
-    def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1}
-        step = optimizer_step(self.model)
-        if step is not None:
-            row["step"] = step
-        for key, value in (logs or {}).items():
-            row[key] = float(value)
-        lr = self._learning_rate()
-        if lr is not None:
-            row["learning_rate"] = lr
-        self.rows = {e: r for e, r in self.rows.items() if e <= epoch}
-        self.rows[epoch + 1] = row
-        self._write()
-
-    def _learning_rate(self) -> float | None:
-        optimizer = getattr(self.model, "optimizer", None)
-        if optimizer is None:
-            return None
-        lr = optimizer.learning_rate
-        return float(keras.ops.convert_to_numpy(lr))
-
-    def _write(self) -> None:
-        fields: list[str] = []
-        for row in self.rows.values():
-            fields += [k for k in row if k not in fields]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for epoch in sorted(self.rows):
-            writer.writerow(self.rows[epoch])
-        atomic_write_text(self.path, buffer.getvalue())
-
-
-class SaveBestModel(keras.callbacks.Callback):
-    """Save the method's evaluated model when a validation metric improves.
-
-    The best value so far is kept in a JSON file beside the model, so a resumed run
-    keeps comparing against the true best. When the method scores alternative models
-    too (:attr:`fat_tf.methods.base.Method.alternative_models`, e.g. mean teacher's
-    student, logged as ``val_<name>_lwlrap``), the best of all of them at each
-    validation competes, and the JSON names the model that was saved.
-
-    Args:
-        path: ``.keras`` destination.
-        monitor: metric name in the epoch logs (``val_lwlrap``).
-        mode: ``max`` or ``min``.
-    """
-
-    def __init__(self, path: str, monitor: str = "val_lwlrap", mode: str = "max"):
-        super().__init__()
-        self.path = path
-        self.monitor = monitor
-        self.sign = 1.0 if mode == "max" else -1.0
-        self.state_path = path + ".json"
-
-    def best(self) -> float | None:
-        """The best monitored value saved so far (None before the first save)."""
-        state = self.best_state()
-        return None if state is None else state["value"]
-
-    def best_state(self) -> dict | None:
-        """``{"monitor", "value", "epoch", "step"}`` of the saved best model, or None."""
-        if not os.path.exists(self.state_path):
-            return None
-        state = read_json_object(
-            self.state_path, f"delete it (and {os.path.basename(self.path)} if that is "
-            "damaged too) to let the run save a new best model")
-        if not isinstance(state.get("value"), (int, float)):
-            raise FatTfError(f"{self.state_path}: has no numeric 'value'; delete it to let the "
-                             "run save a new best model")
-        return state
-
-    def candidates(self, logs: dict) -> list[tuple[str, str, keras.Model, float]]:
-        """``(monitor, model name, model, value)`` of every scored model with a finite
-        value in ``logs``: the evaluated model, then the alternatives."""
-        method = self.model
-        models = [(self.monitor, "evaluated", method.evaluated_model)]
-        if self.monitor == "val_lwlrap":
-            models += [(f"val_{name}_lwlrap", name, model)
-                       for name, model in getattr(method, "alternative_models", {}).items()]
-        found = []
-        for monitor, name, model in models:
-            value = logs.get(monitor)
-            if value is not None and math.isfinite(float(value)):
-                found.append((monitor, name, model, float(value)))
-        return found
-
-    def on_epoch_end(self, epoch, logs=None):
-        found = self.candidates(logs or {})
-        if not found:
-            return
-        monitor, name, model, value = max(found, key=lambda c: self.sign * c[3])
-        best = self.best()
-        if best is not None and self.sign * value <= self.sign * best:
-            return
-        atomic_save_model(model, self.path)
-        state = {"monitor": monitor, "value": value, "epoch": epoch + 1,
-                 "step": optimizer_step(self.model), "model": name}
-        atomic_write_text(self.state_path, json.dumps(state))
-
-
-class NonFiniteLossError(FatTfError, RuntimeError):
-    """Training produced a NaN or infinite loss (or weights)."""
-
-
-def _float_weights(weights) -> list:
-    """The floating-point variables among ``weights``."""
-    return [w for w in weights if "float" in str(w.dtype)]
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stop at the first batch whose loss, or whose first or last trainable weight, is
-    NaN or infinite, with a clear message.
-
-    At the end of every epoch it also checks that the loss and every floating-point
-    weight of the model are finite (an optimiser step can turn weights into NaN after
-    the loss it reported was still finite). Put it *first* in the callback list: its
-    error then stops the epoch before later callbacks write the CSV row, the best
-    model or the backup, so the last completed epoch's backup and best model stay as
-    they were and a rerun resumes from finite weights.
-    """
-
-    def set_model(self, model):
-        super().set_model(model)
-        # A finite loss does not prove finite gradients: TF's fused BatchNorm + ReLU
-        # kernels map NaN activations to 0, so NaN inputs can give a finite loss and
-        # NaN weights. A NaN gradient reaches the first and the last layer's weights, so
-        # checking those two small tensors per batch catches it at once.
-        trainable = _float_weights(model.trainable_weights)
-        self._sentinels = trainable[:1] + trainable[-1:] if len(trainable) > 1 else trainable
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._check(logs, self._sentinels, f"at batch {batch + 1}")
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._check(logs, _float_weights(self.model.weights), f"in epoch {epoch + 1}")
-
-    def _check(self, logs, weights, when: str):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self._stop(f"loss became {float(loss)} {when}")
-        for weight in weights:
-            if not bool(keras.ops.all(keras.ops.isfinite(weight.value))):
-                self._stop(f"weight {weight.path} became non-finite {when}")
-
-    def _stop(self, what: str):
-        self.model.stop_training = True
-        raise NonFiniteLossError(
-            f"{what}; training stopped. The last completed epoch's backup and best model "
-            "are kept. Try a lower learning rate (optim.lr_max) or float32 precision."
-        )

@@ -34,7 +34,15 @@ def ema_update(target: list, source: list, alpha) -> None:
 def paired_weights(source: keras.Model, target: keras.Model) -> tuple[list, list]:
     """The weights of two models of the same architecture, paired in order.
 
-    Raises ValueError when the architectures differ.
+    Args:
+        source: the trained model.
+        target: the averaged model.
+
+    Returns:
+        ``(target weights, source weights)``.
+
+    Raises:
+        ValueError: the architectures differ.
     """
     s, t = source.weights, target.weights
     if len(s) != len(t) or any(a.shape != b.shape for a, b in zip(s, t)):

@@ -26,7 +26,7 @@ keras-tuner hyperparameter of the same name:
 * ``fixed``: ``value`` (pins a setting for the whole search; lists and ``null`` are
   encoded like ``choice`` values).
 
-Each package default lives in ``fat_tf/search_spaces/<method>.json``.
+Each package default lives in ``fat_tf/tuning/spaces/<method>.json``.
 :meth:`SearchSpace.load` rejects unknown fields, unknown kinds, missing or extra keys and
 values the config does not accept (names such as ``optim.lr_schedule`` or
 ``model.backbone`` are checked against the names the library accepts), and anything
@@ -47,7 +47,7 @@ from typing import Any
 from fat_tf.config import Config, ConfigError, apply_overrides
 
 #: Folder of the default search space of each method.
-SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
+SPACES_DIR = Path(__file__).resolve().parent / "spaces"
 
 KINDS = ("float", "int", "choice", "boolean", "fixed")
 SAMPLINGS = ("linear", "log", "reverse_log")
@@ -63,7 +63,14 @@ _KEYS = {
 
 
 def default_space_path(method: str) -> Path:
-    """The package's default search space file of ``method`` (e.g. ``vat``)."""
+    """The package's default search space file of ``method`` (e.g. ``vat``).
+
+    Args:
+        method: a training method name.
+
+    Raises:
+        ConfigError: the package has no space for ``method``.
+    """
     path = SPACES_DIR / f"{method}.json"
     if not path.exists():
         known = sorted(p.stem for p in SPACES_DIR.glob("*.json"))
@@ -103,7 +110,11 @@ class HyperparameterSpec:
         return None in scalar_types or len(scalar_types) != 1
 
     def declare(self, hp) -> Any:
-        """Register this entry on a ``keras_tuner.HyperParameters`` and return its value."""
+        """Register this entry on a ``keras_tuner.HyperParameters`` and return its value.
+
+        Args:
+            hp: the trial's ``keras_tuner.HyperParameters``.
+        """
         o = self.options
         if self.kind == "float":
             return hp.Float(self.name, float(o["min"]), float(o["max"]), step=o.get("step"),
@@ -123,7 +134,11 @@ class HyperparameterSpec:
         return hp.Fixed(self.name, _encode(value) if self.encoded else value)
 
     def config_value(self, value: Any) -> Any:
-        """The config value of a keras-tuner value of this entry (decodes JSON text)."""
+        """The config value of a keras-tuner value of this entry (decodes JSON text).
+
+        Args:
+            value: what keras-tuner chose.
+        """
         if self.encoded and isinstance(value, str):
             return json.loads(value)
         return value
@@ -234,16 +249,29 @@ class SearchSpace:
         return cls(entries, source, str(data.get("description", "")))
 
     def declare(self, hp) -> dict[str, Any]:
-        """Register every entry on ``hp`` and return ``{field: config value}``."""
+        """Register every entry on ``hp`` and return ``{field: config value}``.
+
+        Args:
+            hp: the trial's ``keras_tuner.HyperParameters``.
+        """
         return {e.name: e.config_value(e.declare(hp)) for e in self.entries}
 
     def overrides(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Config overrides for keras-tuner ``values`` (keys outside the space ignored)."""
+        """Config overrides for keras-tuner ``values`` (keys outside the space ignored).
+
+        Args:
+            values: a trial's hyperparameter values.
+        """
         return {e.name: e.config_value(values[e.name]) for e in self.entries
                 if e.name in values}
 
     def apply(self, config: Config, values: dict[str, Any]) -> Config:
-        """``config`` with the space's fields set from keras-tuner ``values``."""
+        """``config`` with the space's fields set from keras-tuner ``values``.
+
+        Args:
+            config: the base config.
+            values: a trial's hyperparameter values.
+        """
         return apply_overrides(config, self.overrides(values))
 
     def fingerprint(self) -> list[dict[str, Any]]:
