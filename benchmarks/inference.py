@@ -41,11 +41,11 @@ import numpy as np
 import tensorflow as tf
 
 from fat_tf import export
-from fat_tf.config import get_preset
 from fat_tf.inference.clip_module import TFLITE_SIGNATURES, make_clip_module
 from fat_tf.inference.scoring import ScoringSettings, window_cap
 from fat_tf.inference.windows import ClipScorer, batch_window_starts
 from fat_tf.models import build_tagger
+from fat_tf.presets import get_preset
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -80,9 +80,9 @@ def pipeline_worker(root: str, clips: int) -> dict:
     Returns:
         clips/s, epoch time, RSS before the first element and peak RSS.
     """
-    from fat_tf.config import get_preset
     from fat_tf.data import pipeline
     from fat_tf.data.manifest import read_manifest
+    from fat_tf.presets import get_preset
 
     config = get_preset("small")
     manifest = read_manifest(os.path.join(root, "train_curated.csv"),
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         print_result(pipeline_worker(args.dir, args.clips))
         return 0
     if args.worker == "train_step":
-        from fat_tf.config import get_preset
+        from fat_tf.presets import get_preset
 
         batch = get_preset("small").data.batch_size
         print_result(train_step_worker("small", "supervised", batch, args.train_steps,

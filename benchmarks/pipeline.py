@@ -135,9 +135,9 @@ def pipeline_worker(root: str, preset: str, method: str, variant: str, epochs: i
     """
     import keras
 
-    from fat_tf.config import get_preset
     from fat_tf.data.manifest import load_dataset
     from fat_tf.methods import get_method
+    from fat_tf.presets import get_preset
     from fat_tf.training import make_datasets, split_data
 
     cache_dir = os.path.join(root, f"cache-{preset}-{method}-{variant}")

@@ -48,6 +48,7 @@ sys.path.insert(0, HERE)
 from common import cpu_model, memory_gib  # noqa: E402
 from pipeline import ratio_rows  # noqa: E402
 from pipeline import render as render_pipeline  # noqa: E402
+from train_step import SSL_METHODS  # noqa: E402  (the methods whose step cost is compared)
 
 # name: (script, needs, full arguments, --quick arguments)
 BENCHMARKS = {
@@ -60,7 +61,6 @@ BENCHMARKS = {
     "memory": ("memory.py", (), [], ["--sizes", "100,300", "--train-steps", "2",
                                      "--warmup", "1"]),
 }
-SSL_METHODS = ("vat", "meanteacher", "mixmatch")
 VERSIONED = ("tensorflow", "keras", "torch", "librosa", "numpy")
 
 
@@ -444,7 +444,7 @@ def main(argv=None) -> int:
     Args:
         argv: argument list (``None`` = ``sys.argv``).
     """
-    from fat_tf.config import atomic_write_text
+    from fat_tf.files import atomic_write_text
 
     args = parse_args(argv)
     given = sys.argv[1:] if argv is None else list(argv)

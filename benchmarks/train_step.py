@@ -57,8 +57,16 @@ import sys
 import tempfile
 import time
 
+from fat_tf.config import METHOD_NAMES
+
 RESULT_MARK = "@@result "
+#: The methods benchmarked: a deliberate subset of fat_tf.config.METHOD_NAMES, those the
+#: PyTorch peer (peers/torch_tagger.py METHODS) implements; it has no pseudo-labelling.
 ALL_METHODS = ("supervised", "mixup", "vat", "meanteacher", "mixmatch")
+#: The semi-supervised ones among them (each step also takes an unlabelled batch).
+SSL_METHODS = ("vat", "meanteacher", "mixmatch")
+if not set(ALL_METHODS) <= set(METHOD_NAMES) or not set(SSL_METHODS) <= set(ALL_METHODS):
+    raise ImportError(f"benchmarked methods {ALL_METHODS} are not fat_tf's {METHOD_NAMES}")
 RUN_STEPS = 100  # the run length schedules and ramp-ups are shaped to; nothing else
 
 # per-preset defaults: (batch, steps per timed run, timed runs, warm-up steps)
@@ -195,7 +203,7 @@ class TFBackend:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         import keras
 
-        from fat_tf.config import get_preset
+        from fat_tf.presets import get_preset
 
         self.tf, self.keras = tf, keras
         self.classes = classes
@@ -306,7 +314,7 @@ class TorchBackend:
 
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(threads)
-        from fat_tf.config import get_preset
+        from fat_tf.presets import get_preset
 
         self.torch = torch
         self.classes = classes
@@ -413,9 +421,9 @@ def equivalence_check(presets: list[str], classes: int) -> dict:
         tagger_from_config,
     )
 
-    from fat_tf.config import get_preset
     from fat_tf.layers.logmel import mel_filterbank
     from fat_tf.models.tagger import build_tagger
+    from fat_tf.presets import get_preset
 
     out = {}
     for preset in presets:
@@ -681,7 +689,7 @@ def render(args: argparse.Namespace, results: dict, check: dict | None, elapsed:
     for preset, res in results.items():
         s = res["settings"]
         lines += ["", f"## preset `{preset}`: batch {s['batch']} (+{s['batch']} unlabelled for "
-                  f"vat, meanteacher, mixmatch), {args.classes} classes, {s['repeats']} runs "
+                  f"{', '.join(SSL_METHODS)}), {args.classes} classes, {s['repeats']} runs "
                   f"of {s['steps']} step(s) after the first step and {s['warmup']} warm-up "
                   "step(s)"]
         if check and preset in check:

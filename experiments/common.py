@@ -180,7 +180,7 @@ def write_results(out: Path, rows: list[dict], table_md: str, command: str,
         started: ``time.time()`` when the study started (for the wall time).
         notes: extra lines put under the header.
     """
-    from fat_tf.config import atomic_write_text
+    from fat_tf.files import atomic_write_text
 
     text = io_csv(rows)
     atomic_write_text(out / "results.csv", text)

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fat_tf.config import WINDOW_POOLINGS
+
 #: Most clips per call of the model (as ``python -m fat_tf.predict --batch-size``).
 BATCH_SIZE = 16
 
@@ -370,8 +372,9 @@ def load(path, model: str | None = None, *, pooling: str | None = None,
     path = os.fspath(path)
     if model not in (None, "best", "final"):
         raise ValueError(f"model must be 'best' or 'final', got {model!r}")
-    if pooling not in (None, "mean", "max"):
-        raise ValueError(f"pooling must be 'mean' or 'max', got {pooling!r}")
+    if pooling is not None and pooling not in WINDOW_POOLINGS:
+        raise ValueError(f"pooling must be {' or '.join(map(repr, WINDOW_POOLINGS))}, "
+                         f"got {pooling!r}")
     backend = load_model(path, model, pooling, bool(tta), option="model=",
                          instead="load the run folder")
     return Tagger(backend, "export" if isinstance(backend, ExportedModel) else "run")

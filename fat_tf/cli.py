@@ -13,14 +13,13 @@ from fat_tf.config import (
     LR_SCHEDULES,
     METHOD_NAMES,
     PRECISIONS,
-    PRESETS,
+    STRATEGIES,
     Config,
     ConfigError,
     apply_overrides,
-    get_preset,
-    parse_override,
 )
 from fat_tf.errors import FatTfError
+from fat_tf.presets import PRESETS, get_preset, parse_override
 
 #: Exit status of a command refused for a bad setting or argument (as argparse's).
 EXIT_USAGE = 2
@@ -138,11 +137,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_strategy_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--strategy none|mirrored|multiworker`` (distributed training; not part of
-    the run config, so a run may resume under another strategy with the same batching).
+    """Add ``--strategy`` (:data:`fat_tf.config.STRATEGIES`; distributed training; not part
+    of the run config, so a run may resume under another strategy with the same batching).
     """
     parser.add_argument(
-        "--strategy", default="none", choices=["none", "mirrored", "multiworker"],
+        "--strategy", default="none", choices=list(STRATEGIES),
         help="tf.distribute strategy: 'mirrored' trains on every local GPU, "
              "'multiworker' on several machines described by the TF_CONFIG environment "
              "variable (see the README); --batch-size is then the batch per replica",

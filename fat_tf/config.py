@@ -1,14 +1,10 @@
-"""Every setting of fat_tf in one place: frozen dataclasses, presets and overrides.
+"""Every setting of fat_tf in one place: frozen dataclasses, checked overrides and the
+names each string setting accepts.
 
 A run is described by one :class:`Config`. It is built from a named preset
-(:data:`PRESETS`), optionally a JSON file, and ``key=value`` overrides
-(``data.batch_size=16``), and every run writes its resolved config as JSON so
-it can be reproduced exactly (``Config.from_json``).
-
-Presets:
-    ``fat2019``: the public mhiro2 log-mel CNN recipe (see ``DESIGN.md``), for GPUs.
-    ``small``: the same pipeline at a fraction of the cost (64 mels, a quarter of
-    the channels), used by the demo dataset and the tests so a CPU trains in minutes.
+(:data:`fat_tf.presets.PRESETS`), optionally a JSON file, and ``key=value`` overrides
+(``data.batch_size=16``, :func:`apply_overrides`), and every run writes its resolved
+config as JSON so it can be reproduced exactly (``Config.from_json``).
 """
 
 from __future__ import annotations
@@ -17,11 +13,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+from fat_tf.files import atomic_write_text
 
 
 class ConfigError(ValueError):
@@ -62,6 +59,10 @@ WINDOW_POOLINGS = ("mean", "max")
 
 #: How the front end pads a centred waveform (``frontend.pad_mode``).
 PAD_MODES = ("constant", "reflect")
+
+#: Distribution strategies (``--strategy`` of train and tune, :mod:`fat_tf.distribute`;
+#: not a config setting, so a run may resume under another). ``none``: default device.
+STRATEGIES = ("none", "mirrored", "multiworker")
 
 
 def check_name(setting: str, value: object, names: typing.Sequence[str]) -> None:
@@ -520,75 +521,6 @@ class Config:
     def replace(self, **overrides: Any) -> Config:
         """Return a copy with dotted-key overrides, e.g. ``replace(**{"data.batch_size": 8})``."""
         return apply_overrides(self, overrides)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename.
-
-    Readers never see a half-written file: either the old content or the new one.
-
-    Args:
-        path: destination file.
-        text: content to write (UTF-8).
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        from fat_tf.files import honour_umask
-
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            honour_umask(f.fileno())  # the mode any new file gets, not mkstemp's 0600
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _small_preset() -> Config:
-    return Config(
-        preset="small",
-        frontend=FrontEndConfig(n_mels=64),
-        data=DataConfig(batch_size=32, shuffle_buffer=1024),
-        model=ModelConfig(channels=(16, 32, 64, 128), head_units=64),
-        optim=OptimConfig(lr_max=3e-3),
-        train=TrainConfig(steps=1000),
-    )
-
-
-PRESETS: dict[str, typing.Callable[[], Config]] = {
-    "fat2019": Config,
-    "small": _small_preset,
-}
-
-
-def get_preset(name: str) -> Config:
-    """Return the named preset (``fat2019`` or ``small``)."""
-    try:
-        return PRESETS[name]()
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Parse one ``section.field=value`` override; the value is read as JSON if it can be.
-
-    ``data.batch_size=8`` gives ``("data.batch_size", 8)``; ``model.backbone=cnn_skip``
-    gives a string; ``model.channels=[8,16,32,64]`` a list; ``frontend.top_db=null`` None.
-    """
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} is not of the form section.field=value")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
 
 
 def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:

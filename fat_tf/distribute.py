@@ -30,10 +30,8 @@ import os
 
 import tensorflow as tf
 
+from fat_tf.config import STRATEGIES  # their one home
 from fat_tf.errors import FatTfError
-
-#: Names accepted by :func:`make_strategy` (``none`` = default single-device training).
-STRATEGIES = ("none", "mirrored", "multiworker")
 
 # One strategy per name and process: MultiWorkerMirroredStrategy configures the
 # process's collective ops, which TensorFlow allows only once, so a tuner that trains
@@ -118,18 +116,29 @@ def make_strategy(strategy=None) -> tf.distribute.Strategy | None:
             f"unknown distribution strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}"
         )
     if name not in _STRATEGIES:
-        if name == "mirrored":
-            _STRATEGIES[name] = tf.distribute.MirroredStrategy()
-        else:
-            read_tf_config()
-            try:
-                _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
-            except (RuntimeError, ValueError) as e:
-                raise DistributeError(
-                    f"cannot start MultiWorkerMirroredStrategy ({e}); it must be created "
-                    "before TensorFlow runs anything else in the process"
-                ) from e
+        _STRATEGIES[name] = _MAKERS[name]()
     return _STRATEGIES[name]
+
+
+def _mirrored() -> tf.distribute.Strategy:
+    return tf.distribute.MirroredStrategy()
+
+
+def _multiworker() -> tf.distribute.Strategy:
+    read_tf_config()
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except (RuntimeError, ValueError) as e:
+        raise DistributeError(
+            f"cannot start MultiWorkerMirroredStrategy ({e}); it must be created "
+            "before TensorFlow runs anything else in the process"
+        ) from e
+
+
+#: How each named strategy is made (``none``: no strategy, handled by :func:`make_strategy`).
+_MAKERS = {"none": None, "mirrored": _mirrored, "multiworker": _multiworker}
+if tuple(_MAKERS) != STRATEGIES:  # the names' one home is fat_tf.config
+    raise ImportError(f"fat_tf.config.STRATEGIES {STRATEGIES} differ from {tuple(_MAKERS)}")
 
 
 def num_replicas(strategy: tf.distribute.Strategy | None) -> int:

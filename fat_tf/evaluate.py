@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        from fat_tf.config import atomic_write_text
+        from fat_tf.files import atomic_write_text
         from fat_tf.inference.loaded import checkpoint_step
         from fat_tf.inference.scoring import score_run, sigmoid
         from fat_tf.metrics import (

@@ -228,9 +228,9 @@ def read_waveforms(paths: Sequence[str], sample_rate: int) -> tuple[np.ndarray, 
     """
     import tensorflow as tf
 
-    from fat_tf.data import pipeline
+    from fat_tf.data.decode import decode_wav
 
-    waves = [pipeline.decode_wav(tf.constant(p), sample_rate).numpy() for p in paths]
+    waves = [decode_wav(tf.constant(p), sample_rate).numpy() for p in paths]
     return pad_batch(waves)
 
 

@@ -9,6 +9,8 @@
   (reading a FIFO named ``x.wav`` would wait forever for a writer) without blocking;
 * :func:`honour_umask` — give a file created by ``tempfile.mkstemp``/``mkdtemp`` (mode
   ``0600``/``0700``) the permissions any other new file gets under the process umask;
+* :func:`atomic_write_text` — write a text file through a temporary file and a rename,
+  so readers see the old content or the new, never half of it;
 * :func:`swap_folder_into_place` — rename a finished temporary folder over its
   destination, replacing a previous one (the callers check first that they may).
 
@@ -22,6 +24,7 @@ import json
 import os
 import shutil
 import stat
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -219,3 +222,29 @@ def swap_folder_into_place(tmp: Path, out: Path) -> None:
     os.rename(out, old)
     os.rename(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename.
+
+    Readers never see a half-written file: either the old content or the new one.
+
+    Args:
+        path: destination file.
+        text: content to write (UTF-8).
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            honour_umask(f.fileno())  # the mode any new file gets, not mkstemp's 0600
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)  # options may follow AUDIO paths
 
     def run() -> int:
-        from fat_tf.config import atomic_write_text
         from fat_tf.errors import FatTfError
+        from fat_tf.files import atomic_write_text
 
         if args.batch_size < 1:
             raise FatTfError("--batch-size must be at least 1")

@@ -467,7 +467,7 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
         tta: score with time-reversal test-time augmentation.
         score: score the models (for the split's lwlrap and the per-class plot).
     """
-    from fat_tf.config import atomic_write_text
+    from fat_tf.files import atomic_write_text
 
     runs = load_runs(run_dirs)
     out = Path(out)

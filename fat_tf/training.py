@@ -42,7 +42,7 @@ from fat_tf.callbacks import (
     StopOnNonFiniteLoss,
     atomic_save_model,
 )
-from fat_tf.config import Config, ConfigError, atomic_write_text
+from fat_tf.config import Config, ConfigError
 from fat_tf.data import pipeline
 from fat_tf.data.manifest import FatDataset, Manifest, load_dataset
 from fat_tf.data.split import stratified_split, subsample
@@ -56,7 +56,7 @@ from fat_tf.distribute import (
     worker_role,
 )
 from fat_tf.errors import FatTfError
-from fat_tf.files import read_json_object
+from fat_tf.files import atomic_write_text, read_json_object
 from fat_tf.inference.scoring import ScoringSettings
 from fat_tf.layers import LogMel
 from fat_tf.methods import get_method

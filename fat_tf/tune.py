@@ -11,17 +11,19 @@ the search-space file format.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 from pathlib import Path
 
 from fat_tf.cli import RawHelpFormatter, add_config_arguments, check_settings, prog, run_cli
+from fat_tf.config import BACKBONES, STRATEGIES
 
 EPILOG = """\
 search-space file (JSON; default: the method's file in fat_tf/tuning/spaces/):
   {"hyperparameters": {
      "optim.lr_max":   {"type": "float", "min": 3e-4, "max": 1e-2, "sampling": "log"},
-     "model.backbone": {"type": "choice", "values": ["cnn", "cnn_skip"]},
+     "model.backbone": {"type": "choice", "values": BACKBONE_NAMES},
      "model.channels": {"type": "choice", "values": [[8, 16, 32, 64], [16, 32, 64, 128]]},
      "method.vat_ip":  {"type": "int", "min": 1, "max": 3},
      "augment.time_flip": {"type": "boolean"},
@@ -44,7 +46,7 @@ distributed search (keras-tuner's chief/worker mode, all sharing --out):
   KERASTUNER_TUNER_ID=tuner0  KERASTUNER_ORACLE_IP=127.0.0.1 KERASTUNER_ORACLE_PORT=8000 \\
       python -m fat_tf.tune ...   # a worker; start as many as you like (tuner1, ...)
   a worker waits up to 60 s for the chief's search.json and refuses a different search.
-"""
+""".replace("BACKBONE_NAMES", json.dumps(list(BACKBONES)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the earlier search in --out and start again "
                              "instead of resuming it")
-    parser.add_argument("--strategy", default="none", choices=["none", "mirrored", "multiworker"],
+    parser.add_argument("--strategy", default="none", choices=list(STRATEGIES),
                         help="tf.distribute strategy of each trial's training run")
     parser.add_argument("--traceback", action="store_true",
                         help="print each failed trial's full traceback (keras-tuner's debug "

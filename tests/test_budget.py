@@ -3,7 +3,8 @@
 import pytest
 
 from fat_tf.budget import budget_in_epochs, resolve_budget, steps_per_pass
-from fat_tf.config import ConfigError, get_preset
+from fat_tf.config import ConfigError
+from fat_tf.presets import get_preset
 
 
 def config(**train):

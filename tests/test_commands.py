@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from fat_tf import cli, commands, evaluate, predict, train
-from fat_tf.config import Config, get_preset
+from fat_tf.config import Config
+from fat_tf.presets import get_preset
 
 COMMAND_NAMES = ["data", "train", "tune", "evaluate", "predict", "export", "report"]
 

@@ -300,8 +300,8 @@ def test_workers_resume_from_the_newest_common_backup(tmp_path):
 
 
 def test_fewer_train_clips_than_replicas_is_refused():
-    from fat_tf.config import get_preset
     from fat_tf.errors import FatTfError
+    from fat_tf.presets import get_preset
     from fat_tf.training import global_batch_size
 
     config = get_preset("small")

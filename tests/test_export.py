@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from fat_tf import export, train
 from fat_tf.data import pipeline
+from fat_tf.data.decode import decode_wav
 from fat_tf.inference.loaded import load_run
 from fat_tf.inference.scoring import pad_batch, score_clips, sigmoid
 from fat_tf.inference.windows import batch_window_starts, waveform_clip_logits
@@ -82,7 +83,7 @@ def clips(exported, tmp_path_factory):
 
 
 def decoded(paths):
-    return pad_batch([pipeline.decode_wav(tf.constant(p), 44100).numpy() for p in paths])
+    return pad_batch([decode_wav(tf.constant(p), 44100).numpy() for p in paths])
 
 
 # --------------------------------------------------------------------------- graph pieces

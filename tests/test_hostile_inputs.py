@@ -34,12 +34,12 @@ import tensorflow as tf
 
 from fat_tf import callbacks, export, predict, report, train
 from fat_tf.callbacks import checkpoint
-from fat_tf.config import atomic_write_text
 from fat_tf.data.check import run_check
 from fat_tf.data.fetch import archives, download
 from fat_tf.data.fetch.transfer import DownloadError, DownloadOptions, RemoteFile, download_file
 from fat_tf.data.wav import check_wav
 from fat_tf.errors import AudioFormatError, FatTfError
+from fat_tf.files import atomic_write_text
 from fat_tf.inference.scoring import ScoringSettings
 
 FAST = [

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from fat_tf.config import ConfigError, get_preset
+from fat_tf.config import ConfigError
 from fat_tf.data.manifest import load_dataset
 from fat_tf.errors import FatTfError
+from fat_tf.presets import get_preset
 from fat_tf.training import split_data
 
 

@@ -12,7 +12,8 @@ import keras_tuner
 import pytest
 
 from fat_tf import train, tune
-from fat_tf.config import Config, ConfigError, get_preset
+from fat_tf.config import Config, ConfigError
+from fat_tf.presets import get_preset
 from fat_tf.tuning import oracles, search, trials
 from fat_tf.tuning.space import SPACES_DIR, SearchSpace, default_space_path
 

@@ -44,11 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fat_tf.config import get_preset
 from fat_tf.data.layout import error_line
 from fat_tf.data.manifest import FatDataset, load_dataset
 from fat_tf.errors import DataError
 from fat_tf.metrics import lwlrap
+from fat_tf.presets import get_preset
 
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 CLASS_WEIGHTS = (None, "balanced")

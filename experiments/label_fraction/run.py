@@ -27,11 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
+from fat_tf.config import METHOD_NAMES
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+#: The study's methods: a deliberate subset of fat_tf.config.METHOD_NAMES, the ones its
+#: published results compare (pseudolabel came later; add it with --methods).
 METHODS = ("supervised", "mixup", "vat", "meanteacher", "mixmatch")
+if not set(METHODS) <= set(METHOD_NAMES):
+    raise ImportError(f"study methods {METHODS} are not fat_tf's {METHOD_NAMES}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,7 +44,8 @@ SETTINGS = (
     ("mixmatch", "+ noisy as unlabelled", "unlabelled"),
 )
 USES = ("curated only", "+ noisy as labelled", "+ noisy as unlabelled")
-SSL = ("vat", "meanteacher", "mixmatch")
+#: The methods given train_noisy as unlabelled audio (trained with --ssl-seeds).
+SSL = tuple(dict.fromkeys(m for m, use, _ in SETTINGS if use == "+ noisy as unlabelled"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402
 
-POOLINGS = ("mean", "max")
+from fat_tf.config import WINDOW_POOLINGS as POOLINGS  # noqa: E402  (the study compares all)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="finished run folders")
     parser.add_argument("--out", type=Path, required=True, help="Markdown table to write")
     args = parser.parse_args(argv)
-    from fat_tf.config import atomic_write_text
+    from fat_tf.files import atomic_write_text
     from fat_tf.inference.scoring import score_run
 
     scores = {(p, split): [] for p in POOLINGS for split in ("validation", "test")}

@@ -21,9 +21,8 @@ import tempfile
 import keras
 import numpy as np
 
-from fat_tf.config import atomic_write_text
 from fat_tf.errors import FatTfError
-from fat_tf.files import honour_umask, read_json_object
+from fat_tf.files import atomic_write_text, honour_umask, read_json_object
 
 #: Free space kept beyond a checkpoint's own size before it is written.
 CHECKPOINT_MARGIN_BYTES = 2**20

@@ -17,9 +17,8 @@ import os
 import keras
 
 from fat_tf.callbacks.checkpoint import atomic_save_model
-from fat_tf.config import atomic_write_text
 from fat_tf.errors import FatTfError
-from fat_tf.files import read_json_object
+from fat_tf.files import atomic_write_text, read_json_object
 
 
 def optimizer_step(model) -> int | None:

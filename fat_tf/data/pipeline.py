@@ -42,9 +42,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from fat_tf.config import atomic_write_text
 from fat_tf.data import audio_io
 from fat_tf.data.decode import converted_on_host, decode_converted, decode_wav
+from fat_tf.files import atomic_write_text
 
 AUTOTUNE = tf.data.AUTOTUNE
 

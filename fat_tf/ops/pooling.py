@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-WINDOW_POOLING = ("mean", "max")
+from fat_tf.config import WINDOW_POOLINGS  # their one home
 
 
 def pool_windows(logits: tf.Tensor, mask: tf.Tensor, mode: str = "mean") -> tf.Tensor:
@@ -29,7 +29,7 @@ def pool_windows(logits: tf.Tensor, mask: tf.Tensor, mode: str = "mean") -> tf.T
         return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
     if mode == "max":
         return tf.reduce_max(tf.where(mask > 0, logits, tf.float32.min), axis=1)
-    raise ValueError(f"unknown window pooling {mode!r}; choose from {WINDOW_POOLING}")
+    raise ValueError(f"unknown window pooling {mode!r}; choose from {WINDOW_POOLINGS}")
 
 
 def clip_logits(model, windows: tf.Tensor, mask: tf.Tensor, mode: str = "mean") -> tf.Tensor:

@@ -59,8 +59,9 @@ from pathlib import Path
 from typing import Any
 
 from fat_tf.budget import budget_in_epochs
-from fat_tf.config import Config, ConfigError, atomic_write_text
+from fat_tf.config import STRATEGIES, Config, ConfigError
 from fat_tf.errors import FatTfError
+from fat_tf.files import atomic_write_text
 from fat_tf.tuning.oracles import (
     OBJECTIVE,
     TUNERS,
@@ -71,8 +72,6 @@ from fat_tf.tuning.oracles import (
 from fat_tf.tuning.space import SearchSpace
 from fat_tf.tuning.table import read_json, write_trials
 from fat_tf.tuning.trials import SearchTuner, TrainingHyperModel
-
-STRATEGIES = ("none", "mirrored", "multiworker")
 
 
 class SearchError(FatTfError):

@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fat_tf.config import ConfigError, atomic_write_text
+from fat_tf.config import ConfigError
+from fat_tf.files import atomic_write_text
 from fat_tf.tuning.oracles import OBJECTIVE
 from fat_tf.tuning.trials import SearchTuner, trial_error
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import keras_tuner
 
-from fat_tf.config import Config, ConfigError, atomic_write_text
+from fat_tf.config import Config, ConfigError
 from fat_tf.errors import FatTfError
+from fat_tf.files import atomic_write_text
 from fat_tf.tuning.oracles import OBJECTIVE
 from fat_tf.tuning.space import SearchSpace
 

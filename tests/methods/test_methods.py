@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fat_tf.config import ConfigError, get_preset
+from fat_tf.config import ConfigError
 from fat_tf.methods import METHODS, get_method
 from fat_tf.methods.base import frozen_batchnorm_statistics
 from fat_tf.models import build_tagger
 from fat_tf.ops.ssl import binary_kl, normalize_per_example
+from fat_tf.presets import get_preset
 from fat_tf.training import build_method
 
 CLASSES = 5

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from fat_tf.config import get_preset
 from fat_tf.models import ConvBlock, GlobalTimeFreqPool, build_backbone, build_head
 from fat_tf.models.tagger import build_classifier, build_tagger, tagger_parts
+from fat_tf.presets import get_preset
 
 
 def block_params(cin, cout):

@@ -9,7 +9,6 @@ import io
 import os
 from collections.abc import Iterator, Sequence
 
-from fat_tf.config import atomic_write_text
 from fat_tf.data.fetch.record import (
     EXCLUDED_FOLDER,
     FIX_LABELS_MODES,
@@ -19,6 +18,7 @@ from fat_tf.data.fetch.record import (
 )
 from fat_tf.data.fetch.transfer import DownloadOptions
 from fat_tf.errors import DataError
+from fat_tf.files import atomic_write_text
 
 
 def read_labelled_rows(text: str, source: str) -> list[tuple[str, str]]:

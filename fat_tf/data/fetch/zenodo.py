@@ -12,7 +12,6 @@ import json
 import os
 from collections.abc import Sequence
 
-from fat_tf.config import atomic_write_text
 from fat_tf.data.fetch.archives import ArchiveError, ZipArchive, open_archive
 from fat_tf.data.fetch.extract import extract_archive
 from fat_tf.data.fetch.label_csvs import (
@@ -47,6 +46,7 @@ from fat_tf.data.fetch.transfer import (
     verify_file,
 )
 from fat_tf.errors import DataError
+from fat_tf.files import atomic_write_text
 
 
 class VerifiedFiles:
