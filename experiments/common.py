@@ -156,7 +156,7 @@ def reference_scores(baselines: dict) -> dict[str, str]:
 
 def learning_curve(run_dir: Path, column: str = "val_lwlrap") -> list[float]:
     """One column of the run's ``metrics.csv``, per epoch."""
-    from fat_tf.report import read_metrics
+    from fat_tf.run_folder import read_metrics
 
     return [r[column] for r in read_metrics(run_dir)]
 

@@ -96,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         from fat_tf.files import atomic_write_text
-        from fat_tf.inference.loaded import checkpoint_step
         from fat_tf.inference.scoring import score_run, sigmoid
         from fat_tf.metrics import (
             average_precision,
@@ -104,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             mean_average_precision,
             per_class_lwlrap,
         )
+        from fat_tf.run_folder import EVAL_RESULT, EVAL_TABLE, checkpoint_step
 
         run_dir = Path(args.run_dir)
         # the progress bar goes to stderr (a bar on a terminal, one line otherwise)
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.write(f"{name},{per_class[c]:.6f},{ap:.6f},{int(labels[:, c].sum())}"
                         + (f",{f1[c]:.6f}" if f1 is not None else "") + "\n")
         table = lines.getvalue()
-        out = run_dir / f"eval-{args.split}.csv"
+        out = run_dir / EVAL_TABLE.format(split=args.split)
         atomic_write_text(out, table)
         sys.stdout.write(table)
         checkpoint = scores.checkpoint
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             result.update(threshold=args.threshold, micro_f1=micro_f1, macro_f1=macro_f1)
         result["table"] = str(out)
         # beside the table, so report can say which model eval-<split>.csv scored
-        atomic_write_text(run_dir / f"eval-{args.split}.json",
+        atomic_write_text(run_dir / EVAL_RESULT.format(split=args.split),
                           json.dumps(result, indent=2) + "\n")
         print(f"{args.split} lwlrap ({checkpoint}{', TTA' if args.tta else ''}): "
               f"{result['lwlrap']:.4f}, mAP {result['mAP']:.4f} over {len(labels)} clips",

@@ -58,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fat_tf import run_folder as rf
 from fat_tf.cli import HelpFormatter, prog, run_cli
 from fat_tf.errors import FatTfError
 from fat_tf.files import honour_umask
@@ -69,6 +70,7 @@ from fat_tf.inference.scoring import (
     score_clips,
     sigmoid,
 )
+from fat_tf.run_folder import RUN_FOLDER_NAMES
 
 EXPORT_FORMAT = "fat_tf-export"
 #: 2: every window of a clip is scored (``max_windows`` 0), ``embeddings`` and ``frames``
@@ -382,7 +384,7 @@ def export_run(
         write_saved_model(module, tmp)
         model.save(tmp / "model.keras")
         shutil.copyfile(class_file, tmp / "class_names.txt")
-        shutil.copyfile(trained.run_dir / "config.json", tmp / "config.json")
+        shutil.copyfile(trained.run_dir / rf.CONFIG, tmp / "config.json")
         files = {"saved_model": ".", "keras": "model.keras", "class_names": "class_names.txt",
                  "config": "config.json"}
         if tflite:
@@ -463,17 +465,12 @@ def export_run(
     return info
 
 
-#: Files and folders of a run folder; a folder holding any of them is not an export.
-RUN_FOLDER_NAMES = ("data.json", "metrics.csv", "summary.json", "backup", "best.keras",
-                    "tensorboard", "workers", ".lock")
-
-
 def is_previous_export(path: str | Path) -> bool:
     """Whether ``path`` is a folder written by :func:`export_run`: the only kind of
     folder ``--overwrite`` replaces.
 
     Its marker is ``export.json`` with ``"format": "fat_tf-export"``; a folder that also
-    holds a run folder's files (:data:`RUN_FOLDER_NAMES`) does not count.
+    holds a run folder's files (:data:`fat_tf.run_folder.RUN_FOLDER_NAMES`) does not count.
 
     Args:
         path: a file or folder.
@@ -521,7 +518,7 @@ def check_out(out: str | Path, run_dir: str | Path, overwrite: bool) -> None:
         return
     if not out.is_dir():
         what = "a file" if out.is_file() else "not a folder"
-    elif (out / "config.json").exists() and (out / "data.json").exists():
+    elif (out / rf.CONFIG).exists() and (out / rf.DATA).exists():
         what = "a run folder"
     else:
         what = "not a fat_tf export"

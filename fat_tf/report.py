@@ -35,37 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fat_tf import run_folder as rf
 from fat_tf.errors import FatTfError
 from fat_tf.files import honour_umask, read_json_object
-from fat_tf.inference.loaded import MODEL_NAMES, checkpoint_label, checkpoint_step
+from fat_tf.inference.loaded import MODEL_NAMES, checkpoint_label
 from fat_tf.inference.scoring import Scores, score_run
-
-#: Files that make a folder a finished run folder.
-RUN_FILES = ("config.json", "data.json", "metrics.csv", "summary.json")
-
-
-def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, float]]:
-    """The per-epoch rows of a run's ``metrics.csv`` as numbers (empty cells become NaN).
-
-    Args:
-        run_dir: the run folder.
-    """
-    path = Path(run_dir) / "metrics.csv"
-    reader = None
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            out = []
-            for r in reader:
-                if None in r or not all(isinstance(k, str) for k in r):
-                    raise ValueError("more cells than header columns")
-                out.append({k: float(v) if v not in ("", None) else float("nan")
-                            for k, v in r.items()})
-    except (ValueError, csv.Error) as e:  # UnicodeDecodeError is a ValueError
-        line = f" line {reader.line_num}" if reader is not None else ""
-        raise FatTfError(f"{path}{line}: damaged ({e}); copy the run folder again from "
-                         "where it was trained") from None
-    return out
+from fat_tf.run_folder import check_run_folder, checkpoint_step, read_metrics
 
 
 # --------------------------------------------------------------------------- run folders
@@ -100,26 +75,6 @@ class RunRecord:
         return np.array([r.get(name, float("nan")) for r in self.metrics], float)
 
 
-def check_run_folder(run_dir: str | os.PathLike) -> Path:
-    """Return ``run_dir`` as a Path if it is a run folder, else raise naming what is missing.
-
-    Args:
-        run_dir: a folder written by ``python -m fat_tf.train``.
-
-    Raises:
-        FatTfError: the folder does not exist, or lacks ``config.json``, ``data.json`` or
-            ``metrics.csv`` (``summary.json`` is optional: an unfinished run can be shown).
-    """
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise FatTfError(f"{path}: no such run folder")
-    missing = [n for n in RUN_FILES[:3] if not (path / n).is_file()]
-    if missing:
-        raise FatTfError(f"{path}: not a fat_tf run folder (no {', '.join(missing)}); "
-                         "pass folders written by python -m fat_tf.train")
-    return path
-
-
 def load_runs(run_dirs: list[str | os.PathLike]) -> list[RunRecord]:
     """Read every run folder (all are checked before any is read).
 
@@ -140,10 +95,10 @@ def load_runs(run_dirs: list[str | os.PathLike]) -> list[RunRecord]:
     for name, path in zip(names, paths):
         metrics = read_metrics(path)
         if not metrics:
-            raise FatTfError(f"{path / 'metrics.csv'}: no epoch has finished yet")
-        summary = _read_json(path / "summary.json") if (path / "summary.json").exists() else {}
-        runs.append(RunRecord(name, path, _read_json(path / "config.json"),
-                              _read_json(path / "data.json"), summary, metrics))
+            raise FatTfError(f"{path / rf.METRICS}: no epoch has finished yet")
+        summary = _read_json(path / rf.SUMMARY) if (path / rf.SUMMARY).exists() else {}
+        runs.append(RunRecord(name, path, _read_json(path / rf.CONFIG),
+                              _read_json(path / rf.DATA), summary, metrics))
     return runs
 
 
@@ -182,7 +137,7 @@ def evaluated_test_lwlrap(run_dir: Path) -> float | None:
     labels, so it is recomputed from the table's ``lwlrap`` and ``positives`` columns.
     Returns None when the run has no such table.
     """
-    path = run_dir / "eval-test.csv"
+    path = run_dir / rf.EVAL_TABLE.format(split="test")
     if not path.exists():
         return None
     with open(path, newline="", encoding="utf-8") as f:
@@ -207,7 +162,8 @@ def evaluated_test_model(run_dir: Path, lwlrap: float | None = None) -> str:
         the label, or ``not recorded`` (a table written before evaluate recorded it).
     """
     try:
-        result = json.loads((run_dir / "eval-test.json").read_text(encoding="utf-8"))
+        path = run_dir / rf.EVAL_RESULT.format(split="test")
+        result = json.loads(path.read_text(encoding="utf-8"))
         label, value = result["checkpoint"], float(result["lwlrap"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "not recorded"

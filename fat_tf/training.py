@@ -1,6 +1,7 @@
 """A complete training run as a library call: data, model, method, callbacks, run folder.
 
-:func:`train` is what ``python -m fat_tf.train`` runs. The run folder it fills:
+:func:`train` is what ``python -m fat_tf.train`` runs. The run folder it fills (names in
+:mod:`fat_tf.run_folder`):
 
 * ``config.json`` — the resolved :class:`fat_tf.config.Config`;
 * ``data.json`` — dataset folder, class names and the validation clips;
@@ -33,6 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fat_tf import run_folder as rf
 from fat_tf import run_lock
 from fat_tf.budget import RunBudget, resolve_budget
 from fat_tf.callbacks import (
@@ -63,11 +65,7 @@ from fat_tf.methods import get_method
 from fat_tf.metrics import lwlrap
 from fat_tf.models import build_tagger
 from fat_tf.ops.schedules import build_schedule
-
-
-class RunFolderError(FatTfError):
-    """The run folder cannot be used (unwritable, in use by another process, or holds a
-    different run)."""
+from fat_tf.run_folder import RunFolderError, prepare_run_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,40 +300,6 @@ def chance_lwlrap(labels: np.ndarray, seed: int = 0, draws: int = 20) -> float:
     return float(np.mean([lwlrap(labels, rng.random(labels.shape)) for _ in range(draws)]))
 
 
-def prepare_run_folder(run_dir: Path, config: Config) -> bool:
-    """Create or reopen a run folder; return True if the run there already finished.
-
-    Takes the folder's lock (:mod:`fat_tf.run_lock`) before touching anything in it; the
-    lock is held until the enclosing :func:`train` call returns or raises, so the stale
-    temporary files deleted here cannot belong to a live run.
-
-    Raises RunFolderError if the folder is unwritable, in use by another process or holds
-    a run with another config.
-    """
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        run_lock.hold(run_dir, RunFolderError)  # first: one writer per folder
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise RunFolderError(f"{run_dir}: cannot write to the run folder ({e.strerror})") from e
-    for stale in run_dir.rglob(".tmp-*"):  # left by a run killed while writing
-        if stale.relative_to(run_dir).parts[0] != "workers":  # their own, maybe live
-            stale.unlink()
-    saved = run_dir / "config.json"
-    if saved.exists():
-        previous = Config.from_json(saved)
-        if previous != config:
-            raise RunFolderError(
-                f"{run_dir} holds a run with a different config ({saved}); use another "
-                "--out folder, or the same settings to resume it"
-            )
-    else:
-        config.save(saved)
-    return (run_dir / "summary.json").exists()
-
-
 #: Room kept free beyond the model files, for TensorBoard logs, CSV and JSON files.
 DISK_MARGIN_BYTES = 16 * 2**20
 
@@ -383,7 +347,7 @@ def _check_same_batching(folder: Path, record: dict) -> None:
     change them mid-run. (A longer budget with the same batching is allowed: the
     tuner's Hyperband continues trials that way.)
     """
-    metadata, previous = folder / "backup" / "training_metadata.json", folder / "data.json"
+    metadata, previous = rf.backup_metadata(folder), folder / rf.DATA
     if not (metadata.exists() and previous.exists()):
         return
     before = read_json_object(previous, "delete it to let this run write it again")
@@ -430,7 +394,7 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     replicas = num_replicas(strategy)
     role = worker_role(strategy)
     run_dir = Path(run_dir)
-    folder = run_dir if role.is_chief else run_dir / "workers" / role.name
+    folder = run_dir if role.is_chief else run_dir / rf.WORKERS / role.name
     # Everything that can fail on bad data or settings runs before the run folder is
     # created, so a failed start leaves no folder that would block the corrected rerun.
     dataset = load_dataset(data_dir, sample_rate=config.frontend.sample_rate)
@@ -446,7 +410,7 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     # unfinished, all go through the normal path (no epochs left: evaluate and save).
     if agree_on_minimum(strategy, int(finished)):
         summary = read_json_object(
-            folder / "summary.json",
+            folder / rf.SUMMARY,
             "delete it, and rerun to evaluate and save the finished run again")
         print(f"{folder}: this run already finished; summary.json is unchanged")
         return summary
@@ -456,7 +420,7 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
                 "steps_per_epoch": budget.interval_steps,
                 "total_steps": budget.total_steps}
     _check_same_batching(folder, batching)
-    atomic_write_text(folder / "data.json", json.dumps({
+    atomic_write_text(folder / rf.DATA, json.dumps({
         "data_dir": str(Path(data_dir).resolve()),
         "class_names": list(data.class_names),
         "train_clips": len(data.train_paths),
@@ -470,7 +434,7 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
               f"global batch {batching['global_batch_size']} clips")
     check_free_space(folder, method)
     backup = AtomicBackupAndRestore(
-        str(folder / "backup"),
+        str(folder / rf.BACKUP),
         agree=(lambda positions: gather_from_workers(strategy, positions))
         if is_multi_worker(strategy) else None,
     )
@@ -484,11 +448,12 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
                                             start_epoch * budget.interval_steps)
     # The backup goes last: an epoch's CSV row and best model are written before the
     # backup that marks the epoch done, so a kill in between re-runs (and rewrites) it.
-    best_model = SaveBestModel(str(run_dir / "best.keras"))
+    best_model = SaveBestModel(str(run_dir / rf.BEST_MODEL))
     if role.is_chief:
         outputs = [
-            MetricsCSV(str(run_dir / "metrics.csv")),
+            MetricsCSV(str(run_dir / rf.METRICS)),
             best_model,
+            # rf.TENSORBOARD, spelled out: tests/test_consistency.py matches the README to it
             keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
         ]
     else:  # every worker computes the same logs; only the chief writes them
@@ -513,7 +478,7 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
     else:  # every epoch ran in an earlier session (all workers evaluate together)
         final_lwlrap = method.evaluate(val_ds, verbose=0, return_dict=True)["lwlrap"]
     if role.is_chief:
-        atomic_save_model(method.evaluated_model, str(run_dir / "model.keras"))
+        atomic_save_model(method.evaluated_model, str(run_dir / rf.FINAL_MODEL))
     best = best_model.best_state() if role.is_chief else None
     summary = {
         "method": config.train.method,
@@ -523,7 +488,7 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
         "val_lwlrap": float(final_lwlrap),
         "best_val_lwlrap": best["value"] if best else None,
         "best_step": best.get("step") if best else None,
-        "best_model": "best.keras" if best else None,
+        "best_model": rf.BEST_MODEL if best else None,
         # which of the scored models best.keras is: "evaluated" or an alternative
         # (mean teacher's "student"), see Method.alternative_models
         "best_model_source": best.get("model", "evaluated") if best else None,
@@ -537,5 +502,5 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
         "train_seconds_this_session": round(time.time() - started, 1),
         "epochs_run_this_session": len(history.epoch),
     }
-    atomic_write_text(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(folder / rf.SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary

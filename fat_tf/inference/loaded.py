@@ -14,7 +14,6 @@ This module imports no TensorFlow until a model is loaded.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from fat_tf.config import Config
 from fat_tf.errors import FatTfError
 from fat_tf.files import keras_file_problem, read_json_object
 from fat_tf.inference.scoring import ScoringSettings
+from fat_tf.run_folder import CONFIG, DATA, MODEL_FILES, checkpoint_step
 
 if TYPE_CHECKING:
     import keras
@@ -33,30 +33,6 @@ if TYPE_CHECKING:
 # ----------------------------------------------------------------------------- run folders
 #: How each saved model of a run is named in tables and messages.
 MODEL_NAMES = {"best": "best checkpoint", "final": "final model"}
-
-
-def checkpoint_step(run_dir: str | os.PathLike, which: str = "best") -> int | None:
-    """The optimiser step at which a run's saved model was taken.
-
-    ``best``: ``best.keras.json`` (written with ``best.keras``), else ``summary.json``'s
-    ``best_step``; ``final``: ``summary.json``'s ``total_steps``. None when the run does
-    not record it (or the file is unreadable: this only labels figures).
-
-    Args:
-        run_dir: the run folder.
-        which: ``best`` or ``final``.
-    """
-    run_dir = Path(run_dir)
-    sources = ([("best.keras.json", "step"), ("summary.json", "best_step")]
-               if which == "best" else [("summary.json", "total_steps")])
-    for name, key in sources:
-        try:
-            value = json.loads((run_dir / name).read_text(encoding="utf-8")).get(key)
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
 
 
 def checkpoint_label(run_dir: str | os.PathLike, which: str = "best") -> str:
@@ -93,7 +69,7 @@ class TrainedRun:
 
     def model_path(self, which: str = "best") -> Path:
         """Path of ``best.keras`` or ``model.keras`` (``which`` = best or final)."""
-        name = {"best": "best.keras", "final": "model.keras"}.get(which)
+        name = MODEL_FILES.get(which)
         if name is None:
             raise FatTfError(f"--model must be best or final, got {which!r}")
         path = self.run_dir / name
@@ -138,11 +114,11 @@ def load_run(run_dir: str | Path) -> TrainedRun:
         run_dir: the run folder.
     """
     run_dir = Path(run_dir)
-    for name in ("config.json", "data.json"):
+    for name in (CONFIG, DATA):
         if not (run_dir / name).exists():
             raise FatTfError(f"{run_dir}: not a fat_tf run folder (no {name})")
-    config = Config.from_json(run_dir / "config.json")
-    path = run_dir / "data.json"
+    config = Config.from_json(run_dir / CONFIG)
+    path = run_dir / DATA
     advice = "copy the run folder again from where it was trained"
     data = read_json_object(path, advice)
     missing = [k for k in ("class_names", "data_dir", "validation_fnames") if k not in data]
@@ -152,7 +128,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     trained_with = data.get("config_sha256")  # absent in runs written before it existed
     if trained_with is not None and trained_with != config.fingerprint():
         raise FatTfError(
-            f"{run_dir / 'config.json'}: differs from the settings the weights were trained "
+            f"{run_dir / CONFIG}: differs from the settings the weights were trained "
             "with (its hash no longer matches data.json's config_sha256), so scores would "
             "silently change; restore the original config.json or retrain")
     return TrainedRun(run_dir, config, tuple(data["class_names"]), Path(data["data_dir"]),

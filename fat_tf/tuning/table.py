@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fat_tf import run_folder as rf
 from fat_tf.config import ConfigError
 from fat_tf.files import atomic_write_text
 from fat_tf.tuning.oracles import OBJECTIVE
@@ -32,8 +33,8 @@ def write_trials(search_tuner: SearchTuner, out: Path) -> list[dict[str, Any]]:
         trial = oracle.trials[trial_id]
         values = trial.hyperparameters.values
         run_dir = search_tuner.run_dir(trial_id)
-        summary = read_json(run_dir / "summary.json")
-        info = read_json(run_dir / "tune.json")
+        summary = read_json(run_dir / rf.SUMMARY)
+        info = read_json(run_dir / rf.TUNE)
         row = {"trial": trial_id, "status": str(trial.status),
                OBJECTIVE: trial.score if trial.status == "COMPLETED" else None,
                "final_val_lwlrap": summary.get("val_lwlrap"),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import keras_tuner
 
+from fat_tf import run_folder as rf
 from fat_tf.config import Config, ConfigError
 from fat_tf.errors import FatTfError
 from fat_tf.files import atomic_write_text
@@ -184,9 +185,9 @@ class SearchTuner(keras_tuner.Tuner):
         try:
             config = self.trial_config(trial.hyperparameters)
             previous = values.get("tuner/trial_id")
-            if previous and not (run_dir / "config.json").exists():
+            if previous and not (run_dir / rf.CONFIG).exists():
                 continue_run(self.run_dir(previous), run_dir)
-            atomic_write_text(run_dir / "tune.json", json.dumps({
+            atomic_write_text(run_dir / rf.TUNE, json.dumps({
                 "trial_id": trial.trial_id, "tuner_id": self.tuner_id,
                 "hyperparameters": values, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             }, indent=2, default=str) + "\n")
@@ -241,14 +242,14 @@ def continue_run(previous: Path, run_dir: Path) -> bool:
         previous: the run folder of the trial being continued.
         run_dir: the new trial's run folder.
     """
-    if not (previous / "backup" / "training_metadata.json").exists():
+    if not rf.backup_metadata(previous).exists():
         print(f"{previous} has no backup to continue from; training this trial from scratch")
         return False
     tmp = run_dir.with_name(f".tmp-{run_dir.name}")
     if tmp.exists():
         shutil.rmtree(tmp)
     shutil.copytree(previous, tmp, ignore=shutil.ignore_patterns(
-        "config.json", "summary.json", "model.keras", "tune.json", ".tmp-*"))
+        rf.CONFIG, rf.SUMMARY, rf.FINAL_MODEL, rf.TUNE, ".tmp-*"))
     if run_dir.exists():  # only a tune.json of an attempt killed before training began
         shutil.rmtree(run_dir)
     os.replace(tmp, run_dir)
