@@ -62,6 +62,12 @@ SETTINGS = {
         "supervised", ["method.noisy_bootstrap=0.8"]),
     "meanteacher (default), BatchNorm statistics from labelled clips": (
         "meanteacher", ["method.batchnorm_statistics=labelled"]),
+    "vat (default), BatchNorm statistics from labelled clips": (
+        "vat", ["method.batchnorm_statistics=labelled"]),
+    "mixmatch (default), BatchNorm statistics from labelled clips": (
+        "mixmatch", ["method.batchnorm_statistics=labelled"]),
+    "pseudolabel (default), BatchNorm statistics from labelled clips": (
+        "pseudolabel", ["method.batchnorm_statistics=labelled"]),
     "mixmatch (default), unlabelled weight 1": ("mixmatch", ["method.mixmatch_weight=1"]),
     "meanteacher (default), consistency weight 1": (
         "meanteacher", ["method.consistency_weight=1"]),
