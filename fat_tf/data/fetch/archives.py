@@ -138,7 +138,33 @@ class ArchiveMember:
     ref: object = field(repr=False, compare=False)
 
 
-class ZipArchive:
+class _Archive:
+    """What every archive reader shares: reading a whole member from its chunks and
+    closing as a context manager. Subclasses define ``members``, ``chunks`` and
+    ``close``."""
+
+    def chunks(self, member: ArchiveMember) -> Iterator[bytes]:  # pragma: no cover
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def read(self, member: ArchiveMember) -> bytes:
+        """The member's whole content.
+
+        Args:
+            member: an entry from ``members()``.
+        """
+        return b"".join(self.chunks(member))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ZipArchive(_Archive):
     """A normal (single-file) zip read with :mod:`zipfile`.
 
     Args:
@@ -174,23 +200,9 @@ class ZipArchive:
         except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as e:
             raise ArchiveError(f"{self.path}: member {member.name!r}: {e}") from None
 
-    def read(self, member: ArchiveMember) -> bytes:
-        """The member's whole content.
-
-        Args:
-            member: an entry from :meth:`members`.
-        """
-        return b"".join(self.chunks(member))
-
     def close(self) -> None:
         """Close the zip."""
         self._zip.close()
-
-    def __enter__(self) -> ZipArchive:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _unix_mode(info: zipfile.ZipInfo) -> int:
@@ -214,7 +226,7 @@ class _SplitEntry:
     offset: int
 
 
-class SplitZipArchive:
+class SplitZipArchive(_Archive):
     """A split ("spanned") zip (``x.z01``, ``x.z02``, ..., ``x.zip``) read from its parts.
 
     The central directory is read from the end of the last part (Zip64 records included).
@@ -302,12 +314,6 @@ class SplitZipArchive:
     def close(self) -> None:
         """Close the part files."""
         self._view.close()
-
-    def __enter__(self) -> SplitZipArchive:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- reading the structure
 
