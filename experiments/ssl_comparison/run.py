@@ -64,6 +64,7 @@ SETTINGS = {
         "meanteacher", ["method.batchnorm_statistics=labelled"]),
     "vat (default), BatchNorm statistics from labelled clips": (
         "vat", ["method.batchnorm_statistics=labelled"]),
+    "vat (default), eps 8": ("vat", ["method.vat_eps=8"]),
     "mixmatch (default), BatchNorm statistics from labelled clips": (
         "mixmatch", ["method.batchnorm_statistics=labelled"]),
     "pseudolabel (default), BatchNorm statistics from labelled clips": (
