@@ -207,8 +207,11 @@ class TFBackend:
 
         self.tf, self.keras = tf, keras
         self.classes = classes
+        # the PyTorch peer passes labelled and unlabelled clips through BatchNorm together
+        # (one pass), so the semi-supervised steps compare the same computation
         self.config = get_preset(preset).replace(
-            **{"data.batch_size": batch, "train.jit_compile": xla}
+            **{"data.batch_size": batch, "train.jit_compile": xla,
+               "method.batchnorm_statistics": "all"}
         )
         ratio = self.config.data.unlabelled_ratio
         self.features = features

@@ -60,18 +60,15 @@ SETTINGS = {
     "pseudolabel (default: + noisy labels x0.3 and audio)": ("pseudolabel", []),
     "supervised (default), noisy labels soft-bootstrapped 0.8": (
         "supervised", ["method.noisy_bootstrap=0.8"]),
-    "meanteacher (default), BatchNorm statistics from labelled clips": (
-        "meanteacher", ["method.batchnorm_statistics=labelled"]),
-    "vat (default), BatchNorm statistics from labelled clips": (
-        "vat", ["method.batchnorm_statistics=labelled"]),
+    "vat, BatchNorm statistics shared with unlabelled clips": (
+        "vat", ["method.batchnorm_statistics=all"]),
+    "meanteacher, BatchNorm statistics shared with unlabelled clips": (
+        "meanteacher", ["method.batchnorm_statistics=all"]),
+    "mixmatch, BatchNorm statistics shared with unlabelled clips": (
+        "mixmatch", ["method.batchnorm_statistics=all"]),
+    "pseudolabel, BatchNorm statistics shared with unlabelled clips": (
+        "pseudolabel", ["method.batchnorm_statistics=all"]),
     "vat (default), eps 8": ("vat", ["method.vat_eps=8"]),
-    "mixmatch (default), BatchNorm statistics from labelled clips": (
-        "mixmatch", ["method.batchnorm_statistics=labelled"]),
-    "pseudolabel (default), BatchNorm statistics from labelled clips": (
-        "pseudolabel", ["method.batchnorm_statistics=labelled"]),
-    "mixmatch (default), unlabelled weight 1": ("mixmatch", ["method.mixmatch_weight=1"]),
-    "meanteacher (default), consistency weight 1": (
-        "meanteacher", ["method.consistency_weight=1"]),
     "meanteacher (default), consistency weight 1, distinct views": (
         "meanteacher", ["method.consistency_weight=1", *STRONG_VIEWS]),
     "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),

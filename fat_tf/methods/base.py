@@ -145,7 +145,8 @@ class Method(keras.Model):
             return self._frontend(inputs[audio_key])
         return None
 
-    def classify_training(self, features: tf.Tensor, labelled: tf.Tensor | int) -> tf.Tensor:
+    def classify_training(self, features: tf.Tensor,
+                          labelled: tf.Tensor | int | None) -> tf.Tensor:
         """Training-mode logits of ``features`` whose first ``labelled`` rows are
         labelled clips and the rest unlabelled ones.
 
@@ -157,9 +158,10 @@ class Method(keras.Model):
 
         Args:
             features: ``[B + B_u, T, F]`` classifier inputs.
-            labelled: ``B``, the number of labelled rows first.
+            labelled: ``B``, the number of labelled rows first; ``None`` when every
+                row is labelled (no unlabelled stream): one pass either way.
         """
-        if self.hparams.batchnorm_statistics == "all":
+        if self.hparams.batchnorm_statistics == "all" or labelled is None:
             return self.classifier(features, training=True)
         logits = self.classifier(features[:labelled], training=True)
         with frozen_batchnorm_statistics(self.classifier):

@@ -37,7 +37,7 @@ class VAT(Method):
 
     def adversarial_direction(self, features: tf.Tensor, clean_logits: tf.Tensor,
                               masks: DropoutMasks | None = None,
-                              labelled: tf.Tensor | int = 0) -> tf.Tensor:
+                              labelled: tf.Tensor | int | None = None) -> tf.Tensor:
         """Unit-norm (per example) direction of steepest divergence increase, by ``ip``
         power iterations from a random start.
 
@@ -46,8 +46,8 @@ class VAT(Method):
             clean_logits: ``[B, C]`` logits of the clean inputs (treated as constant).
             masks: when given, every perturbed pass replays the clean pass's dropout
                 masks, so the divergence measures the perturbation alone.
-            labelled: number of labelled rows first in ``features`` (see
-                :meth:`~fat_tf.methods.base.Method.classify_training`).
+            labelled: number of labelled rows first in ``features``, ``None`` when
+                all are (see :meth:`~fat_tf.methods.base.Method.classify_training`).
         """
         target = tf.stop_gradient(clean_logits)
         d = normalize_per_example(
@@ -71,17 +71,18 @@ class VAT(Method):
 
     def compute_losses(self, mel, labels, unlabelled, tape):
         batch = tf.shape(mel)[0]
+        split = None if unlabelled is None else batch  # labelled rows first
         both = mel if unlabelled is None else tf.concat([mel, unlabelled], axis=0)
         features = self.augmented(both)
         masks = DropoutMasks(self.classifier)
         masks.record()
-        logits = self.classify_training(features, batch)
+        logits = self.classify_training(features, split)
         with tape.stop_recording():
-            d = self.adversarial_direction(features, logits, masks, batch)
+            d = self.adversarial_direction(features, logits, masks, split)
         r_adv = self.hparams.vat_eps * tf.cast(d, features.dtype)
         masks.replay()
         with frozen_batchnorm_statistics(self.classifier):
-            adv_logits = self.classify_training(features + r_adv, batch)
+            adv_logits = self.classify_training(features + r_adv, split)
         vat_loss = tf.reduce_mean(binary_kl(tf.stop_gradient(logits), adv_logits))
         weight = self.hparams.vat_weight * self.unlabelled_rampup()
         return {

@@ -83,7 +83,10 @@ def test_vat_direction_beats_random_directions_and_keeps_bn_stats():
 
 
 def test_vat_step_updates_bn_stats_like_one_clean_pass():
-    config = tiny_config(**{"train.method": "vat", "augment.time_flip": False})
+    """With ``batchnorm_statistics=all`` labelled and unlabelled clips share the clean
+    pass; the perturbed passes leave the statistics alone."""
+    config = tiny_config(**{"train.method": "vat", "augment.time_flip": False,
+                            "method.batchnorm_statistics": "all"})
     method = build_method(config, CLASSES, total_steps=1)
     audio, labels = batch_data(config)
     unlabelled = batch_data(config, seed=1)[0]
@@ -460,7 +463,7 @@ def test_unlabelled_terms_wait_for_unlabelled_start(name):
     assert weights[5] == pytest.approx(full)
 
 
-@pytest.mark.parametrize("name", ["vat", "meanteacher"])
+@pytest.mark.parametrize("name", ["vat", "meanteacher", "pseudolabel"])
 def test_batchnorm_statistics_from_labelled_clips_only(name):
     """batchnorm_statistics=labelled: a training step leaves BatchNorm's moving
     statistics as one clean pass over the labelled clips alone would, and the
@@ -493,6 +496,30 @@ def test_batchnorm_statistics_from_labelled_clips_only(name):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="batchnorm_statistics"):
         tiny_config(**{"method.batchnorm_statistics": "unlabelled"})
+
+
+@pytest.mark.parametrize("name", ["vat", "meanteacher", "pseudolabel"])
+@pytest.mark.parametrize("statistics", ["all", "labelled"])
+def test_semi_supervised_step_without_an_unlabelled_stream(name, statistics):
+    """Without unlabelled clips (``data.noisy_usage=none``) every row is labelled: one
+    training pass, whose BatchNorm moving statistics are those of a clean pass over
+    the batch, under either ``batchnorm_statistics``."""
+    config = tiny_config(**{"train.method": name, "augment.time_flip": False,
+                            "method.batchnorm_statistics": statistics})
+    method = build_method(config, CLASSES, total_steps=10)
+    audio, labels = batch_data(config)
+    mel = method.logmel(tf.constant(audio))
+    start = moving_stats(method.classifier)
+    method.classifier(mel, training=True)
+    expected = moving_stats(method.classifier)
+    for v, s in zip(frozen_batchnorm_statistics(method.classifier).variables, start):
+        v.assign(s)
+    with tf.GradientTape() as tape:
+        losses = method.compute_losses(mel, tf.constant(labels), None, tape)
+    for term, (value, _) in losses.items():
+        assert np.isfinite(float(value)), term
+    for got, want in zip(moving_stats(method.classifier), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", SSL_METHODS)
