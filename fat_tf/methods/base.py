@@ -145,6 +145,23 @@ class Method(keras.Model):
             return self._frontend(inputs[audio_key])
         return None
 
+    @staticmethod
+    def labelled_then_unlabelled(mel: tf.Tensor, unlabelled: tf.Tensor | None
+                                 ) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """The rows a semi-supervised training pass sees, and where they split.
+
+        Args:
+            mel: ``[B, T, F]`` labelled log-mel.
+            unlabelled: ``[B_u, T, F]`` unlabelled log-mel, or None.
+
+        Returns:
+            ``mel`` followed by ``unlabelled``, and ``B`` as the ``labelled`` argument
+            of :meth:`classify_training` (None without unlabelled rows).
+        """
+        if unlabelled is None:
+            return mel, None
+        return tf.concat([mel, unlabelled], axis=0), tf.shape(mel)[0]
+
     def classify_training(self, features: tf.Tensor,
                           labelled: tf.Tensor | int | None) -> tf.Tensor:
         """Training-mode logits of ``features`` whose first ``labelled`` rows are

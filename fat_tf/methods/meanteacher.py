@@ -69,8 +69,7 @@ class MeanTeacher(Method):
 
     def compute_losses(self, mel, labels, unlabelled, tape):
         batch = tf.shape(mel)[0]
-        split = None if unlabelled is None else batch  # labelled rows first
-        both = mel if unlabelled is None else tf.concat([mel, unlabelled], axis=0)
+        both, split = self.labelled_then_unlabelled(mel, unlabelled)
         student_logits = self.classify_training(self.augmented(both), split)
         teacher_view = self.augmented(both)  # an independent augmentation draw
         teacher_logits = tf.stop_gradient(self.teacher_classifier(teacher_view, training=False))

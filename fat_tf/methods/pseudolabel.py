@@ -69,11 +69,10 @@ class PseudoLabel(ClassFrequencyAlignment, Method):
 
     def compute_losses(self, mel, labels, unlabelled, tape):
         batch = tf.shape(mel)[0]
-        split = None if unlabelled is None else batch  # labelled rows first
         guessed = mel if unlabelled is None else unlabelled
         with tape.stop_recording():
             targets, mask = self.guess(guessed, labels[:, :self.num_classes])
-        both = mel if unlabelled is None else tf.concat([mel, unlabelled], axis=0)
+        both, split = self.labelled_then_unlabelled(mel, unlabelled)
         logits = self.classify_training(self.augmented(both), split)
         guessed_logits = logits[:batch] if unlabelled is None else logits[batch:]
         per_entry = tf.nn.sigmoid_cross_entropy_with_logits(

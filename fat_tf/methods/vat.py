@@ -71,8 +71,7 @@ class VAT(Method):
 
     def compute_losses(self, mel, labels, unlabelled, tape):
         batch = tf.shape(mel)[0]
-        split = None if unlabelled is None else batch  # labelled rows first
-        both = mel if unlabelled is None else tf.concat([mel, unlabelled], axis=0)
+        both, split = self.labelled_then_unlabelled(mel, unlabelled)
         features = self.augmented(both)
         masks = DropoutMasks(self.classifier)
         masks.record()

@@ -14,6 +14,7 @@ Writing the members out safely is :mod:`fat_tf.data.fetch.extract`.
 
 from __future__ import annotations
 
+import abc
 import bisect
 import contextlib
 import io
@@ -138,16 +139,18 @@ class ArchiveMember:
     ref: object = field(repr=False, compare=False)
 
 
-class _Archive:
+class _Archive(abc.ABC):
     """What every archive reader shares: reading a whole member from its chunks and
     closing as a context manager. Subclasses define ``members``, ``chunks`` and
     ``close``."""
 
-    def chunks(self, member: ArchiveMember) -> Iterator[bytes]:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def chunks(self, member: ArchiveMember) -> Iterator[bytes]:
+        """The member's bytes in chunks."""
 
-    def close(self) -> None:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the archive's files."""
 
     def read(self, member: ArchiveMember) -> bytes:
         """The member's whole content.
