@@ -282,10 +282,16 @@ class MethodConfig:
         vat_eps: norm of the adversarial perturbation (on the standardised log-mel).
         vat_ip: number of power iterations.
         vat_weight: weight of the VAT loss.
-        ema_decay: mean-teacher long-run EMA decay (warm-up ``min(1 - 1/(step+1), decay)``).
+        ema_decay: long-run EMA decay of mean teacher's teacher and of the
+            ``evaluation_ema`` average (warm-up ``min(1 - 1/(step+1), decay)``).
         ema_horizon_fraction: cap the EMA's averaging horizon ``1 / (1 - decay)`` at this
             fraction of the run's steps (0 = no cap), so a short run's teacher does not
             average the random start; 0.1 gives 0.99 for 1,000 steps, 0.999 for 10,000.
+        evaluation_ema: validate, save and export an exponential moving average of the
+            trained weights (``ema_decay``, ``ema_horizon_fraction``; BatchNorm statistics
+            averaged too) instead of the weights of the last step, as the MixMatch and
+            FixMatch reference implementations evaluate. Any method; mean teacher's
+            teacher already is such an average and gets no second one.
         consistency_weight: final weight of the mean-teacher consistency loss. 1 from
             the Kitchen20 development benchmark: at 10 the student stayed anchored to its
             lagging teacher (supervised loss stalled, validation lwlrap 0.39 at mid-run
@@ -345,6 +351,7 @@ class MethodConfig:
     vat_weight: float = 1.0
     ema_decay: float = 0.999
     ema_horizon_fraction: float = 0.1
+    evaluation_ema: bool = False
     consistency_weight: float = 1.0
     rampup_fraction: float = 0.2
     unlabelled_start: float = 0.1

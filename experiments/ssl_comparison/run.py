@@ -69,6 +69,9 @@ SETTINGS = {
     "pseudolabel, BatchNorm statistics shared with unlabelled clips": (
         "pseudolabel", ["method.batchnorm_statistics=all"]),
     "vat (default), eps 8": ("vat", ["method.vat_eps=8"]),
+    "supervised (default), evaluation EMA": ("supervised", ["method.evaluation_ema=true"]),
+    "vat (default), evaluation EMA": ("vat", ["method.evaluation_ema=true"]),
+    "mixmatch (default), evaluation EMA": ("mixmatch", ["method.evaluation_ema=true"]),
     "meanteacher (default), consistency weight 1, distinct views": (
         "meanteacher", ["method.consistency_weight=1", *STRONG_VIEWS]),
     "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),

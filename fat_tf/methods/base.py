@@ -18,13 +18,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from fat_tf.callbacks.ema import ExponentialMovingAverage
 from fat_tf.config import MethodConfig
 from fat_tf.distribute import is_multi_worker
 from fat_tf.metrics import Lwlrap
 from fat_tf.models.tagger import tagger_parts
 from fat_tf.ops.losses import get_loss, sigmoid_bce
 from fat_tf.ops.pooling import clip_logits
-from fat_tf.ops.ramps import sigmoid_rampup
+from fat_tf.ops.ramps import ema_decay_for_run, sigmoid_rampup
 from fat_tf.ops.ssl import bootstrap_targets
 
 
@@ -50,6 +51,9 @@ class Method(keras.Model):
     name_in_registry = "supervised"
     loss_terms: tuple[str, ...] = ("supervised",)
     uses_unlabelled = False
+    #: True where the evaluated model already is an average of the trained weights
+    #: (mean teacher's teacher): ``evaluation_ema`` then adds no second average.
+    averages_weights = False
 
     def __init__(
         self,
@@ -89,6 +93,11 @@ class Method(keras.Model):
                           if self.jit_frontend else self.logmel)
         # the method's own random draws (mixup coefficients, VAT noise, permutations)
         self.seed_generator = keras.random.SeedGenerator(seed + 1009)
+        # hparams.evaluation_ema: validation scores, and the run saves, an EMA of the
+        # trained weights instead of the weights themselves
+        self.averaged = None
+        if self.hparams.evaluation_ema and not self.averages_weights:
+            self.averaged = averaged_copy(tagger, "averaged")
 
     # ----------------------------------------------------------------- hooks
     def compute_losses(
@@ -112,13 +121,24 @@ class Method(keras.Model):
         return {"supervised": (self.supervised_loss(labels, logits), 1.0)}
 
     def extra_callbacks(self) -> list[keras.callbacks.Callback]:
-        """Callbacks the method needs during ``fit`` (mean teacher's EMA update)."""
-        return []
+        """Callbacks the method needs during ``fit``: the update of the averaged model
+        (``evaluation_ema``; mean teacher's teacher)."""
+        if self.averaged is None:
+            return []
+        return [ExponentialMovingAverage(self.tagger, self.averaged, self.run_ema_decay)]
+
+    @property
+    def run_ema_decay(self) -> float:
+        """The EMA decay of this run's averaged model: ``ema_decay`` capped so that it
+        averages at most ``ema_horizon_fraction`` of the run (:func:`ema_decay_for_run`)."""
+        return ema_decay_for_run(self.hparams.ema_decay, self.total_steps,
+                                 self.hparams.ema_horizon_fraction)
 
     @property
     def evaluated_model(self) -> keras.Model:
-        """The model that validation scores and that is saved and exported."""
-        return self.tagger
+        """The model that validation scores and that is saved and exported: the tagger,
+        or with ``evaluation_ema`` its exponential moving average."""
+        return self.tagger if self.averaged is None else self.averaged
 
     @property
     def alternative_models(self) -> dict[str, keras.Model]:
@@ -411,6 +431,21 @@ class Method(keras.Model):
             "total_steps": self.total_steps,
             "window_pooling": self.window_pooling,
         }
+
+
+def averaged_copy(tagger: keras.Model, name: str) -> keras.Model:
+    """A non-trainable copy of ``tagger`` starting from its exact weights, to be kept an
+    average of them (:class:`~fat_tf.callbacks.ema.ExponentialMovingAverage`).
+
+    Args:
+        tagger: the trained model.
+        name: the copy's name (``teacher``, ``averaged``).
+    """
+    copy = keras.models.clone_model(tagger)
+    copy.name = name
+    copy.set_weights(tagger.get_weights())
+    copy.trainable = False
+    return copy
 
 
 class frozen_batchnorm_statistics:

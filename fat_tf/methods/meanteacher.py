@@ -6,9 +6,8 @@ import keras
 import tensorflow as tf
 
 from fat_tf.callbacks.ema import ExponentialMovingAverage
-from fat_tf.methods.base import Method
+from fat_tf.methods.base import Method, averaged_copy
 from fat_tf.metrics import Lwlrap
-from fat_tf.ops.ramps import ema_decay_for_run
 
 
 class MeanTeacher(Method):
@@ -35,24 +34,14 @@ class MeanTeacher(Method):
     name_in_registry = "meanteacher"
     loss_terms = ("supervised", "consistency")
     uses_unlabelled = True
+    averages_weights = True
 
     def __init__(self, tagger: keras.Model, *args, **kwargs):
         super().__init__(tagger, *args, **kwargs)
-        # a functional clone is built on creation; start it as an exact copy
-        self.teacher = keras.models.clone_model(tagger)
-        self.teacher.name = "teacher"
-        self.teacher.set_weights(tagger.get_weights())
-        self.teacher.trainable = False
+        self.teacher = averaged_copy(tagger, "teacher")
         self.teacher_classifier = self.teacher.get_layer("classifier")
         other = "teacher" if self.hparams.export_student else "student"
         self.alternative_lwlrap = {other: Lwlrap(self.num_classes, name=f"{other}_lwlrap")}
-
-    @property
-    def run_ema_decay(self) -> float:
-        """The EMA decay of this run: ``ema_decay`` capped so that the teacher averages
-        at most ``ema_horizon_fraction`` of the run (:func:`ema_decay_for_run`)."""
-        return ema_decay_for_run(self.hparams.ema_decay, self.total_steps,
-                                 self.hparams.ema_horizon_fraction)
 
     def extra_callbacks(self):
         return [ExponentialMovingAverage(self.tagger, self.teacher, self.run_ema_decay)]

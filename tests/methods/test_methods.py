@@ -159,6 +159,57 @@ def test_mean_teacher_evaluates_teacher_and_can_export_student():
     assert ema.decay == pytest.approx(0.999)
 
 
+@pytest.mark.parametrize("name", ["supervised", "vat", "mixmatch"])
+def test_evaluation_ema_scores_and_saves_the_average_of_the_trained_weights(name, tmp_path):
+    """With ``evaluation_ema`` the evaluated model is a separate, non-trainable copy
+    whose every float weight (BatchNorm statistics included) is the EMA of the trained
+    weights after each step, ``a_k = min(1 - 1/(k+1), decay)`` (numpy reference over
+    weights recorded after every step, dropout on as in real runs)."""
+    decay = 0.6
+    config = tiny_config(**{"train.method": name, "method.evaluation_ema": True,
+                            "method.ema_decay": decay, "method.ema_horizon_fraction": 0,
+                            "model.dropout1": 0.2, "model.dropout2": 0.3})
+    method = build_method(config, CLASSES, total_steps=5)
+    assert method.evaluated_model is method.averaged is not method.tagger
+    assert not method.averaged.trainable_weights
+    recorded = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            recorded.append([w.numpy().copy() for w in method.tagger.weights])
+
+    audio, labels = batch_data(config)
+    inputs = {"audio": audio}
+    if method.uses_unlabelled:
+        inputs["unlabelled"] = batch_data(config, seed=1)[0]
+    dataset = tf.data.Dataset.from_tensors((inputs, labels)).repeat()
+    # the EMA callback runs first, Record after it: both see the same step's weights
+    method.fit(dataset, steps_per_epoch=5, epochs=1, verbose=0, shuffle=False,
+               callbacks=[*method.extra_callbacks(), Record()])
+    expected = [w.copy() for w in recorded[0]]  # coefficient 0 at the first step
+    for k, weights in enumerate(recorded[1:], start=1):
+        a = min(1 - 1 / (k + 1), decay)
+        expected = [a * e + (1 - a) * w if np.issubdtype(w.dtype, np.floating) else w
+                    for e, w in zip(expected, weights)]
+    floats = [(e, v.numpy(), last) for e, v, last
+              in zip(expected, method.averaged.weights, recorded[-1])
+              if np.issubdtype(e.dtype, np.floating)]
+    for e, v, _ in floats:
+        np.testing.assert_allclose(v, e, rtol=1e-5, atol=1e-6)
+    # the average differs from the last step's weights, and what is saved is the average
+    assert any(not np.allclose(v, last) for _, v, last in floats)
+    path = tmp_path / "model.keras"
+    method.evaluated_model.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(audio), method.averaged(audio),
+                               rtol=1e-4, atol=1e-4)
+    # off by default, and mean teacher's teacher is not averaged a second time
+    assert build_method(tiny_config(**{"train.method": name}), CLASSES, 5).averaged is None
+    teacher = build_method(tiny_config(**{"train.method": "meanteacher",
+                                          "method.evaluation_ema": True}), CLASSES, 5)
+    assert teacher.averaged is None and teacher.evaluated_model is teacher.teacher
+    assert len(teacher.extra_callbacks()) == 1
+
+
 def test_mixmatch_guesses_are_sharpened_and_constant():
     # plain sharpening around 0.5 (the alignment has its own test below)
     config = tiny_config(**{"train.method": "mixmatch", "method.mixmatch_k": 3,
