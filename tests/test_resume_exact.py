@@ -45,7 +45,12 @@ RUN = ["--epochs", "4", "--set", "train.steps_per_epoch=3", "--seed", "0"]
 
 
 def run_args(data, out, method: str) -> list[str]:
+    """Arguments of a short run; ``method`` may be followed by settings (``mixup
+    method.evaluation_ema=true``)."""
+    method, *settings = method.split()
     extra = ["--set", "data.noisy_usage=none"] if method == "supervised" else []
+    for setting in settings:
+        extra += ["--set", setting]
     return ["--data", str(data), "--out", str(out), *FAST, *RUN, "--method", method, *extra]
 
 
@@ -113,6 +118,7 @@ def interrupted_then_resumed(data, run: Path, method: str, monkeypatch, capsys) 
     "supervised",  # augmentation and dropout seeds, labelled stream
     "mixup",  # + the method's own draws (partners, mixing coefficients)
     "meanteacher",  # + the unlabelled stream, the EMA teacher and its own seeds
+    "mixup method.evaluation_ema=true",  # the evaluated model is an EMA of the weights
 ])
 def test_resumed_run_repeats_the_uninterrupted_run(tiny_demo_dir, tmp_path, monkeypatch,
                                                    capsys, method):
