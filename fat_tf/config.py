@@ -423,6 +423,11 @@ class TrainConfig:
         precision: Keras dtype policy: ``float32``, ``mixed_float16`` or ``mixed_bfloat16``
             (loss scaling under ``mixed_float16``; logits, losses, the front end, EMA
             and VAT's direction stay float32).
+        save_validation_predictions: after every validation, also write the clip logits
+            of each scored model on the validation clips to
+            ``validation_predictions.npz`` in the run folder (one extra pass over the
+            validation clips each time), so that checkpoint-selection rules can be
+            compared afterwards on validation alone (``fat_tf.selection``).
     """
 
     method: str = "supervised"
@@ -435,6 +440,7 @@ class TrainConfig:
     jit_compile: bool | str = "auto"
     jit_frontend: bool = True
     precision: str = "float32"
+    save_validation_predictions: bool = False
 
     def __post_init__(self):
         if self.jit_compile not in (True, False, "auto"):

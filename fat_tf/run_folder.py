@@ -33,6 +33,8 @@ BEST_MODEL = "best.keras"
 BEST_MODEL_STATE = BEST_MODEL + ".json"
 #: The final evaluated model.
 FINAL_MODEL = "model.keras"
+#: Every validation's clip logits (``train.save_validation_predictions``).
+VALIDATION_PREDICTIONS = "validation_predictions.npz"
 #: Final and best validation lwlrap, chance level, timing (written when the run ends).
 SUMMARY = "summary.json"
 #: The resumable state's folder.

@@ -12,6 +12,8 @@
 * ``best.keras`` — the evaluated model at the best validation lwlrap;
 * ``model.keras`` — the final evaluated model (waveform in, logits out);
 * ``summary.json`` — final and best validation lwlrap, chance level, timing;
+* ``validation_predictions.npz`` — with ``train.save_validation_predictions``, every
+  validation's clip logits (:class:`fat_tf.callbacks.SaveValidationPredictions`);
 * ``.lock`` — locked by the process writing the run (see :mod:`fat_tf.run_lock`).
 
 Rerunning the same command on an unfinished run folder resumes it, exactly as the
@@ -41,6 +43,7 @@ from fat_tf.callbacks import (
     AtomicBackupAndRestore,
     MetricsCSV,
     SaveBestModel,
+    SaveValidationPredictions,
     StopOnNonFiniteLoss,
     atomic_save_model,
 )
@@ -453,6 +456,8 @@ def train(config: Config, data_dir: str | os.PathLike, run_dir: str | os.PathLik
         outputs = [
             MetricsCSV(str(run_dir / rf.METRICS)),
             best_model,
+            *([SaveValidationPredictions(str(run_dir / rf.VALIDATION_PREDICTIONS), val_ds)]
+              if config.train.save_validation_predictions else []),
             # rf.TENSORBOARD, spelled out: tests/test_consistency.py matches the README to it
             keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
         ]

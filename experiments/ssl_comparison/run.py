@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "code version, named in their 'code' column): their runs are "
                              "kept for the (setting, seed) pairs they hold instead of "
                              "training them again")
+    parser.add_argument("--save-validation-predictions", action="store_true",
+                        help="set train.save_validation_predictions in every run (for "
+                             "experiments/checkpoint_selection; changes the run folders)")
     parser.add_argument("--table-only", action="store_true",
                         help="train nothing: tabulate the --previous runs of the chosen "
                              "settings and seeds")
@@ -153,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out, data_dir, command, started = common.start_study(args, "ssl_comparison/run.py", argv)
     budget = [f"train.steps={args.steps}"] if args.steps else []
+    if args.save_validation_predictions:
+        budget.append("train.save_validation_predictions=true")
     earlier = previous_rows(args.previous)
     rows = []
     for seed in args.seeds:

@@ -4,6 +4,9 @@
   resume, rows of epochs that will be re-run are replaced.
 * :class:`SaveBestModel` — saves the evaluated model (tagger, or teacher) as ``.keras``
   when the monitored validation metric improves.
+* :class:`SaveValidationPredictions` — every scored model's clip logits on the
+  validation clips at each validation, for comparing checkpoint-selection rules
+  afterwards (:mod:`fat_tf.selection`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import math
 import os
 
 import keras
+import numpy as np
 
 from fat_tf.callbacks.checkpoint import atomic_save_model
 from fat_tf.errors import FatTfError
-from fat_tf.files import atomic_write_text, read_json_object
+from fat_tf.files import atomic_write_bytes, atomic_write_text, read_json_object
+from fat_tf.ops.pooling import clip_logits
 
 
 def optimizer_step(model) -> int | None:
@@ -167,3 +172,76 @@ class SaveBestModel(keras.callbacks.Callback):
         state = {"monitor": monitor, "value": value, "epoch": epoch + 1,
                  "step": optimizer_step(self.model), "model": name}
         atomic_write_text(self.state_path, json.dumps(state))
+
+
+class SaveValidationPredictions(keras.callbacks.Callback):
+    """After every validation, score the validation clips once more and keep the clip
+    logits of every scored model, in one ``.npz`` rewritten atomically.
+
+    The file holds ``epochs`` and ``steps`` (``[E]``), ``labels`` (``[N, C]``) and, per
+    scored model, ``logits_<name>`` (``[E, N, C]``): ``logits_evaluated`` for the
+    evaluated model, then the alternatives (mean teacher's ``logits_student``). On
+    resume, the rows of epochs that will be re-run are replaced, as in
+    :class:`MetricsCSV`.
+
+    Args:
+        path: the ``.npz`` file.
+        validation_data: the validation dataset as ``fit`` gets it: batches of
+            ``({"windows", "window_mask"}, labels)``.
+    """
+
+    def __init__(self, path: str, validation_data):
+        super().__init__()
+        self.path = path
+        self.validation_data = validation_data
+        self.rows: dict[int, dict[str, np.ndarray]] = {}
+        self.labels: np.ndarray | None = None
+
+    def on_train_begin(self, logs=None):
+        self.rows, self.labels = {}, None
+        if not os.path.exists(self.path):
+            return
+        try:
+            with np.load(self.path) as saved:
+                names = [k for k in saved.files if k.startswith("logits_")]
+                self.labels = saved["labels"]
+                for i, (epoch, step) in enumerate(zip(saved["epochs"], saved["steps"])):
+                    self.rows[int(epoch)] = {"step": int(step),
+                                             **{k: saved[k][i] for k in names}}
+        except (KeyError, IndexError, ValueError, OSError) as e:
+            raise FatTfError(
+                f"{self.path}: damaged ({type(e).__name__}: {e}); delete it (the "
+                "predictions of the epochs left to run are written again) and rerun the "
+                "same command") from None
+
+    def _scored_models(self) -> dict[str, keras.Model]:
+        method = self.model
+        return {"evaluated": method.evaluated_model,
+                **getattr(method, "alternative_models", {})}
+
+    def on_epoch_end(self, epoch, logs=None):
+        method = self.model
+        logits: dict[str, list] = {name: [] for name in self._scored_models()}
+        labels = []
+        for inputs, batch_labels in self.validation_data:
+            for name, model in self._scored_models().items():
+                logits[name].append(keras.ops.convert_to_numpy(clip_logits(
+                    model, inputs["windows"], inputs["window_mask"],
+                    method.window_pooling)).astype(np.float32))
+            labels.append(keras.ops.convert_to_numpy(batch_labels).astype(np.float32))
+        self.labels = np.concatenate(labels)
+        self.rows = {e: r for e, r in self.rows.items() if e <= epoch}
+        self.rows[epoch + 1] = {"step": optimizer_step(method) or 0,
+                                **{f"logits_{name}": np.concatenate(values)
+                                   for name, values in logits.items()}}
+        self._write()
+
+    def _write(self) -> None:
+        epochs = sorted(self.rows)
+        names = sorted({k for row in self.rows.values() for k in row if k != "step"})
+        buffer = io.BytesIO()
+        np.savez(buffer, epochs=np.asarray(epochs, np.int64),
+                 steps=np.asarray([self.rows[e]["step"] for e in epochs], np.int64),
+                 labels=self.labels,
+                 **{k: np.stack([self.rows[e][k] for e in epochs]) for k in names})
+        atomic_write_bytes(self.path, buffer.getvalue())
