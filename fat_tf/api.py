@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from fat_tf.config import WINDOW_POOLINGS
+from fat_tf.run_folder import MODEL_FILES
 
 #: Most clips per call of the model (as ``python -m fat_tf.predict --batch-size``).
 BATCH_SIZE = 16
@@ -370,7 +371,7 @@ def load(path, model: str | None = None, *, pooling: str | None = None,
     from fat_tf.inference.loaded import ExportedModel, load_model
 
     path = os.fspath(path)
-    if model not in (None, "best", "final"):
+    if model is not None and model not in MODEL_FILES:
         raise ValueError(f"model must be 'best' or 'final', got {model!r}")
     if pooling is not None and pooling not in WINDOW_POOLINGS:
         raise ValueError(f"pooling must be {' or '.join(map(repr, WINDOW_POOLINGS))}, "

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fat_tf.cli import HelpFormatter, probability_threshold, prog, run_cli
+from fat_tf.run_folder import DEFAULT_MODEL, MODEL_FILES
 
 
 def f1_scores(truth: np.ndarray, probabilities: np.ndarray, threshold: float
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["validation", "test", "curated", "noisy"],
                         help="validation: the run's held-out curated clips; test: test/ with "
                              "labels from test_post_competition.csv; curated/noisy: whole sets")
-    parser.add_argument("--model", default="best", choices=["best", "final"],
+    parser.add_argument("--model", default=DEFAULT_MODEL, choices=list(MODEL_FILES),
                         help="which saved model of the run to score: the best checkpoint "
                              "(best.keras, as predict, export and report use) or the final "
                              "model (model.keras); the output names it with its step")

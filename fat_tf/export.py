@@ -329,7 +329,7 @@ def export_run(
     run_dir: str | Path,
     out: str | Path,
     *,
-    which: str = "best",
+    which: str = rf.DEFAULT_MODEL,
     quantize: bool = False,
     tflite: bool = True,
     pooling: str | None = None,
@@ -556,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("run_dir", help="run folder written by fat-tf train")
     parser.add_argument("--out", required=True, help="export folder to create")
-    parser.add_argument("--model", default="best", choices=["best", "final"],
+    parser.add_argument("--model", default=rf.DEFAULT_MODEL, choices=list(rf.MODEL_FILES),
                         help="which saved model of the run to export")
     parser.add_argument("--quantize", action="store_true",
                         help="also write a dynamic-range quantised TFLite model")

@@ -54,6 +54,7 @@ from fat_tf.inference.scoring import (
     padded_batches,
     sigmoid,
 )
+from fat_tf.run_folder import DEFAULT_MODEL, MODEL_FILES
 
 DEFAULT_OUT = {"csv": "submission.csv", "json": "predictions.json"}
 
@@ -286,8 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "are a clip's labels, in a last CSV column 'labels' "
                              "(comma-separated, as in train_curated.csv) or a 'labels' "
                              "list per clip in JSON (default: probabilities only)")
-    parser.add_argument("--model", default=None, choices=["best", "final"],
-                        help="which saved model of a run folder to use (default: best)")
+    parser.add_argument("--model", default=None, choices=list(MODEL_FILES),
+                        help="which saved model of a run folder to use "
+                             f"(default: {DEFAULT_MODEL})")
     parser.add_argument("--pooling", default=None, choices=WINDOW_POOLINGS,
                         help="window pooling (default: the run's config; fixed in exports)")
     parser.add_argument("--tta", action="store_true",

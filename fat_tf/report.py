@@ -408,7 +408,7 @@ def plot_per_class_ap(scores: dict[str, Scores], path: Path) -> None:
 
 # --------------------------------------------------------------------------- the report
 def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
-                 split: str = "validation", model: str = "best", tta: bool = False,
+                 split: str = "validation", model: str = rf.DEFAULT_MODEL, tta: bool = False,
                  score: bool = True) -> list[dict]:
     """Write the comparison of ``run_dirs`` into ``out`` and return the table rows.
 
@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="validation", choices=["validation", "test"],
                         help="labelled split the models are scored on: the run's held-out "
                              "curated clips, or test/ with test_post_competition.csv labels")
-    parser.add_argument("--model", default="best", choices=["best", "final"],
+    parser.add_argument("--model", default=rf.DEFAULT_MODEL, choices=list(rf.MODEL_FILES),
                         help="which saved model of each run to score: the best checkpoint "
                              "(best.keras, as evaluate, predict and export use) or the final "
                              "model (model.keras); the table names it with its step")

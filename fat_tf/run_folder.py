@@ -60,6 +60,9 @@ RUN_FILES = (CONFIG, DATA, METRICS, SUMMARY)
 RUN_FOLDER_NAMES = (DATA, METRICS, SUMMARY, BACKUP, BEST_MODEL, TENSORBOARD, WORKERS, LOCK)
 #: The file of each saved model (``--model best|final``).
 MODEL_FILES = {"best": BEST_MODEL, "final": FINAL_MODEL}
+#: The saved model that ``evaluate``, ``predict``, ``export``, ``report`` and
+#: ``fat_tf.load`` use unless told otherwise.
+DEFAULT_MODEL = "best"
 
 
 def backup_metadata(run_dir: str | os.PathLike) -> Path:

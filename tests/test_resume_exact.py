@@ -32,6 +32,8 @@ import tensorflow as tf
 from fat_tf import train
 from fat_tf.callbacks import checkpoint
 from fat_tf.data import pipeline
+from fat_tf.metrics import lwlrap
+from fat_tf.selection import candidates_from_predictions
 
 FAST = [
     "--set", "frontend.n_mels=32", "--set", "data.crop_frames=32",
@@ -98,6 +100,35 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
     summary = json.loads((resumed / "summary.json").read_text())
     assert summary["val_lwlrap"] == json.loads((reference / "summary.json").read_text())[
         "val_lwlrap"]
+    if (reference / "validation_predictions.npz").exists():
+        with np.load(resumed / "validation_predictions.npz") as got, \
+                np.load(reference / "validation_predictions.npz") as want:
+            assert sorted(got.files) == sorted(want.files)
+            for key in want.files:
+                np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        assert_predictions_match_the_scores(resumed)
+
+
+def assert_predictions_match_the_scores(run: Path) -> None:
+    """The saved logits reproduce every logged validation lwlrap (evaluated model and
+    alternatives), and the best of them is the one best.keras was saved for."""
+    rows = metrics(run)
+    with np.load(run / "validation_predictions.npz") as saved:
+        assert list(saved["epochs"]) == [int(r["epoch"]) for r in rows]
+        assert list(saved["steps"]) == [int(r["step"]) for r in rows]
+        names = [k[len("logits_"):] for k in saved.files if k.startswith("logits_")]
+        for name in names:
+            column = "val_lwlrap" if name == "evaluated" else f"val_{name}_lwlrap"
+            for logits, row in zip(saved[f"logits_{name}"], rows, strict=True):
+                assert lwlrap(saved["labels"], logits) == pytest.approx(
+                    float(row[column]), abs=1e-5), (name, row["epoch"])
+        candidates, final, _, labels = candidates_from_predictions(
+            run / "validation_predictions.npz")
+    scores = [lwlrap(labels, c) for c in candidates]
+    best = json.loads((run / "best.keras.json").read_text())
+    assert max(scores) == pytest.approx(best["value"], abs=1e-5)
+    assert scores[final] == pytest.approx(
+        json.loads((run / "summary.json").read_text())["val_lwlrap"], abs=1e-5)
 
 
 def interrupted_then_resumed(data, run: Path, method: str, monkeypatch, capsys) -> Path:
@@ -117,7 +148,9 @@ def interrupted_then_resumed(data, run: Path, method: str, monkeypatch, capsys) 
 @pytest.mark.parametrize("method", [
     "supervised",  # augmentation and dropout seeds, labelled stream
     "mixup",  # + the method's own draws (partners, mixing coefficients)
-    "meanteacher",  # + the unlabelled stream, the EMA teacher and its own seeds
+    # + the unlabelled stream, the EMA teacher and its own seeds; and the validation
+    # predictions of teacher and student, whose rows of re-run epochs are replaced
+    "meanteacher train.save_validation_predictions=true",
     "mixup method.evaluation_ema=true",  # the evaluated model is an EMA of the weights
 ])
 def test_resumed_run_repeats_the_uninterrupted_run(tiny_demo_dir, tmp_path, monkeypatch,

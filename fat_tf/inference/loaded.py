@@ -24,7 +24,7 @@ from fat_tf.config import Config
 from fat_tf.errors import FatTfError
 from fat_tf.files import keras_file_problem, read_json_object
 from fat_tf.inference.scoring import ScoringSettings
-from fat_tf.run_folder import CONFIG, DATA, MODEL_FILES, checkpoint_step
+from fat_tf.run_folder import CONFIG, DATA, DEFAULT_MODEL, MODEL_FILES, checkpoint_step
 
 if TYPE_CHECKING:
     import keras
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 MODEL_NAMES = {"best": "best checkpoint", "final": "final model"}
 
 
-def checkpoint_label(run_dir: str | os.PathLike, which: str = "best") -> str:
+def checkpoint_label(run_dir: str | os.PathLike, which: str = DEFAULT_MODEL) -> str:
     """Which saved model of a run a figure comes from: ``best checkpoint, step 700``
     (``best.keras``) or ``final model, step 1000`` (``model.keras``); without the step
     when the run does not record it.
@@ -67,7 +67,7 @@ class TrainedRun:
     data_dir: Path
     validation_fnames: tuple[str, ...]
 
-    def model_path(self, which: str = "best") -> Path:
+    def model_path(self, which: str = DEFAULT_MODEL) -> Path:
         """Path of ``best.keras`` or ``model.keras`` (``which`` = best or final)."""
         name = MODEL_FILES.get(which)
         if name is None:
@@ -77,7 +77,7 @@ class TrainedRun:
             raise FatTfError(f"{path}: no such model in the run folder (has training finished?)")
         return path
 
-    def load_model(self, which: str = "best") -> keras.Model:
+    def load_model(self, which: str = DEFAULT_MODEL) -> keras.Model:
         """Load the run's tagger (waveform in, logits out).
 
         Args:
@@ -146,7 +146,7 @@ class RunModel:
         tta: time-reversal test-time augmentation.
     """
 
-    def __init__(self, run_dir, which: str = "best", pooling: str | None = None,
+    def __init__(self, run_dir, which: str = DEFAULT_MODEL, pooling: str | None = None,
                  tta: bool = False):
         from fat_tf.inference.clip_module import make_clip_module
 
@@ -275,7 +275,8 @@ def load_model(path: str, which: str | None, pooling: str | None, tta: bool, *,
 
     Args:
         path: the folder.
-        which: ``best`` or ``final`` (run folders only; ``None``: ``best``).
+        which: ``best`` or ``final`` (run folders only; ``None``:
+            :data:`fat_tf.run_folder.DEFAULT_MODEL`).
         pooling: window pooling (run folders; an export has its own, fixed at export).
         tta: time-reversal TTA (run folders; fixed at export for exports).
         option: how the caller spells ``which`` in messages (``--model``, ``model=``).
@@ -287,7 +288,7 @@ def load_model(path: str, which: str | None, pooling: str | None, tta: bool, *,
     if not os.path.isdir(path):
         raise FatTfError(f"{path}: no such folder (give a run folder or an export folder)")
     if not is_export_dir(path):
-        return RunModel(path, which or "best", pooling, tta)
+        return RunModel(path, which or DEFAULT_MODEL, pooling, tta)
     if which is not None:
         raise FatTfError(f"{path} is an exported model: {option} applies to run folders only")
     model = load_exported(path)

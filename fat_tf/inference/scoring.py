@@ -27,6 +27,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from fat_tf.run_folder import DEFAULT_MODEL
+
 #: Most windows the SavedModel scores in one call of the tagger; longer inputs are scored
 #: in chunks of this many windows (64 windows of the FAT2019 CNN: about 1 GB of
 #: activations on CPU).
@@ -381,7 +383,7 @@ def split_manifest(dataset, split: str, validation_fnames: Sequence[str]):
     return manifest
 
 
-def score_run(run_dir: str | os.PathLike, split: str = "validation", model: str = "best",
+def score_run(run_dir: str | os.PathLike, split: str = "validation", model: str = DEFAULT_MODEL,
               tta: bool = False, pooling: str | None = None,
               data_dir: str | os.PathLike | None = None,
               verbose: int | str = 0) -> Scores:
