@@ -1,4 +1,4 @@
-"""Checkpoint-selection rules compared on the validation clips alone (split-half).
+"""Checkpoint-selection rules compared on held-out validation clips, without the test set.
 
 A run validates several times, and the run folder keeps two of the models it scored:
 ``best.keras`` (the best validation lwlrap of any scored model) and ``model.keras`` (the
@@ -8,20 +8,22 @@ biased upward, more so the fewer validation clips there are. With every validati
 clip logits saved (``train.save_validation_predictions``), the rules can be compared
 without touching the test set:
 
-1. split the validation clips at random into halves A and B;
-2. each rule picks a checkpoint using half A only (``best``: the highest lwlrap on A,
-   ties to the earliest, as :class:`fat_tf.callbacks.SaveBestModel` breaks them;
-   ``final``: the last evaluated model, whatever A says);
-3. the picked checkpoint is scored on half B, which played no part in the pick;
-4. the halves swap roles, and the whole is repeated over many random splits.
+1. split the validation clips at random into ``folds`` parts (halves by default);
+2. each rule picks a checkpoint using every part but one (``best``: the highest lwlrap
+   there, ties to the earliest, as :class:`fat_tf.callbacks.SaveBestModel` breaks them;
+   ``final``: the last evaluated model, whatever the scores say);
+3. the picked checkpoint is scored on the part left out, which played no part in the
+   pick;
+4. each part is left out in turn, and the whole is repeated over many random splits.
 
 The mean held-out score of each rule estimates how well that rule's model does on new
-clips, at half the validation set's size (so the ``best`` rule's noise is somewhat
-larger here than with every clip).
+clips. The ``best`` rule picks from ``(folds - 1) / folds`` of the clips, so its pick is
+somewhat noisier than one made on every clip; more folds narrow that gap (and score
+each pick on fewer clips).
 
 * :func:`candidates_from_predictions` — the candidates and the final model of one
   ``validation_predictions.npz``;
-* :func:`split_half_scores` — held-out lwlrap of each rule over random splits.
+* :func:`held_out_selection_scores` — held-out lwlrap of each rule over random splits.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 from fat_tf.errors import FatTfError
 from fat_tf.metrics import lwlrap
 
-#: Rules :func:`split_half_scores` compares.
+#: Rules :func:`held_out_selection_scores` compares.
 SELECTION_RULES = ("best", "final")
 
 
@@ -64,20 +66,22 @@ def candidates_from_predictions(path: str | os.PathLike
     return candidates, (epochs - 1) * models, np.repeat(steps, models), labels
 
 
-def split_half_scores(candidates: np.ndarray, final: int, labels: np.ndarray,
-                      splits: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
-    """Held-out validation lwlrap of each selection rule over random half splits.
+def held_out_selection_scores(candidates: np.ndarray, final: int, labels: np.ndarray,
+                      splits: int = 100, seed: int = 0, folds: int = 2
+                      ) -> dict[str, np.ndarray]:
+    """Held-out validation lwlrap of each selection rule over random splits.
 
     Args:
         candidates: clip logits ``[K, N, C]`` of every checkpoint the rules may pick, in
             the order the best-model rule sees them (ties go to the earliest).
         final: index in ``candidates`` of the last evaluated model.
         labels: ``[N, C]`` multi-hot labels of the validation clips.
-        splits: random splits; each is scored twice (A picks for B, B picks for A).
+        splits: random splits; each is scored ``folds`` times (each part held out once).
         seed: seed of the splits.
+        folds: parts per split (2: halves, each picking for the other).
 
     Returns:
-        ``{rule: [2 * splits] held-out lwlrap}`` for each of :data:`SELECTION_RULES`, and
+        ``{rule: [folds * splits] held-out lwlrap}`` for each of :data:`SELECTION_RULES`, and
         ``"picked_index"``: the ``best`` rule's picks (indices into ``candidates``).
     """
     candidates, labels = np.asarray(candidates), np.asarray(labels)
@@ -86,19 +90,20 @@ def split_half_scores(candidates: np.ndarray, final: int, labels: np.ndarray,
     if not 0 <= final < len(candidates):
         raise ValueError(f"final index {final} outside 0..{len(candidates) - 1}")
     n = len(labels)
-    if n < 4:
-        raise ValueError(f"{n} validation clips cannot be split into two scored halves")
+    if folds < 2 or n < 2 * folds:
+        raise ValueError(f"{n} validation clips cannot be split into {folds} scored parts")
     rng = np.random.default_rng(seed)
     scores: dict[str, list] = {rule: [] for rule in SELECTION_RULES}
     picks = []
     for _ in range(splits):
-        order = rng.permutation(n)
-        halves = (order[: n // 2], order[n // 2:])
-        for pick_half, score_half in (halves, halves[::-1]):
-            on_pick = [lwlrap(labels[pick_half], c[pick_half]) for c in candidates]
+        parts = np.array_split(rng.permutation(n), folds)
+        for held_out in range(folds):
+            held_out_part = parts[held_out]
+            pick_part = np.concatenate([p for i, p in enumerate(parts) if i != held_out])
+            on_pick = [lwlrap(labels[pick_part], c[pick_part]) for c in candidates]
             best = int(np.argmax(on_pick))
             picks.append(best)
-            scores["best"].append(lwlrap(labels[score_half], candidates[best][score_half]))
-            scores["final"].append(lwlrap(labels[score_half], candidates[final][score_half]))
+            scores["best"].append(lwlrap(labels[held_out_part], candidates[best][held_out_part]))
+            scores["final"].append(lwlrap(labels[held_out_part], candidates[final][held_out_part]))
     return {**{rule: np.asarray(v) for rule, v in scores.items()},
             "picked_index": np.asarray(picks)}

@@ -2,9 +2,10 @@
 
 Reads runs trained with ``train.save_validation_predictions`` (e.g. by
 ``experiments/ssl_comparison/run.py --save-validation-predictions``) and compares the two
-selection rules with :func:`fat_tf.selection.split_half_scores`: the validation clips are
-split at random into halves, each rule picks a checkpoint on one half and is scored on the
-other (both ways, ``--splits`` random splits per run). Test labels play no part in the
+selection rules with :func:`fat_tf.selection.held_out_selection_scores`: the validation
+clips are split at random into ``--folds`` parts (halves by default), each rule picks a
+checkpoint on all parts but one and is scored on the one left out (each part in turn,
+``--splits`` random splits per run). Test labels play no part in the
 comparison; each run's test lwlrap of both models is listed beside it only as the final
 score the study reports anyway.
 
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import common  # noqa: E402
 
-from fat_tf.selection import candidates_from_predictions, split_half_scores  # noqa: E402
+from fat_tf.selection import candidates_from_predictions, held_out_selection_scores  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,11 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder holding the run folders named in the CSVs")
     parser.add_argument("--out", default=str(HERE), help="where results are written")
     parser.add_argument("--splits", type=int, default=200,
-                        help="random half splits of the validation clips per run")
+                        help="random splits of the validation clips per run")
+    parser.add_argument("--folds", type=int, default=2,
+                        help="parts per split: each rule picks on all but one and is "
+                             "scored on the one left out (2: halves)")
     return parser
 
 
-def run_rows(results: list[str], pool: Path, splits: int) -> list[dict]:
+def run_rows(results: list[str], pool: Path, splits: int, folds: int) -> list[dict]:
     """One row per run: held-out validation lwlrap of each rule (mean over splits) and
     the run's test figures from its CSV.
 
@@ -58,6 +62,7 @@ def run_rows(results: list[str], pool: Path, splits: int) -> list[dict]:
         results: ``DATASET=CSV`` entries.
         pool: the run pool.
         splits: random splits per run.
+        folds: parts per split.
     """
     rows = []
     for entry in results:
@@ -68,8 +73,9 @@ def run_rows(results: list[str], pool: Path, splits: int) -> list[dict]:
             for run in csv.DictReader(f):
                 predictions = pool / run["run"] / "validation_predictions.npz"
                 candidates, final, steps, labels = candidates_from_predictions(predictions)
-                scores = split_half_scores(candidates, final, labels, splits=splits,
-                                           seed=int(run["seed"]))
+                scores = held_out_selection_scores(candidates, final, labels,
+                                                   splits=splits, seed=int(run["seed"]),
+                                                   folds=folds)
                 rows.append({
                     "dataset": dataset, "setting": run["setting"], "seed": int(run["seed"]),
                     "validation_clips": len(labels), "checkpoints": len(candidates),
@@ -118,11 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = run_rows(args.results, Path(args.pool), args.splits)
+    rows = run_rows(args.results, Path(args.pool), args.splits, args.folds)
     if not rows:
         raise SystemExit("no runs in the given CSVs")
-    notes = (f"Split-half on the validation clips, {args.splits} random splits per run, "
-             "each scored both ways; mean ± std over runs. The columns marked val decide; "
+    notes = (f"Validation clips split at random into {args.folds} parts, {args.splits} "
+             "times per run; each rule picks on all parts but one and is scored on the one "
+             "left out, each part in turn; mean ± std over runs. The columns marked val decide; "
              "test is the final score only.")
     common.write_results(out, rows, table(rows),
                          common.command_line("checkpoint_selection/run.py", argv),
