@@ -44,6 +44,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402
 
+from fat_tf.inference.loaded import MODEL_NAMES  # noqa: E402
+from fat_tf.run_folder import DEFAULT_MODEL, MODEL_FILES  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 
 #: Augmentation that makes two views of a clip differ (time shift, SpecAugment masks).
@@ -178,10 +181,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(out: Path, rows: list[dict], args, command: str, started: float) -> None:
-    """Table and plot of the runs so far."""
+    """Table and plot of the runs so far. The 'vs' columns and the plot use the saved
+    model that evaluate, predict and export use by default (``DEFAULT_MODEL``)."""
     baselines = json.loads(Path(args.baselines).read_text()) if args.baselines else None
     groups = _groups(rows)
-    means = {name: np.mean([r["test_lwlrap_best"] for r in group])
+    shown, other = DEFAULT_MODEL, next(m for m in MODEL_FILES if m != DEFAULT_MODEL)
+    means = {name: np.mean([r[f"test_lwlrap_{shown}"] for r in group])
              for name, group in groups.items()}
     curated = means.get("supervised, curated only")
     default = next((means[n] for n in DEFAULT_SUPERVISED if n in means), None)
@@ -189,17 +194,17 @@ def write(out: Path, rows: list[dict], args, command: str, started: float) -> No
     def delta(value, reference):
         return "" if reference is None else f"{value - reference:+.3f}"
 
-    lines = ["| setting | steps | seeds | val lwlrap (best) | test lwlrap (best ckpt) | "
-             "vs curated only | vs supervised default | test lwlrap (final) |",
+    lines = [f"| setting | steps | seeds | val lwlrap (best) | test lwlrap ({MODEL_NAMES[shown]}"
+             f", the default) | vs curated only | vs supervised default | "
+             f"test lwlrap ({MODEL_NAMES[other]}) |",
              "|---|---|---|---|---|---|---|---|"]
     for name, group in groups.items():
-        test = [r["test_lwlrap_best"] for r in group]
         lines.append(
             f"| {name} | {group[0]['total_steps']} | {len(group)} | "
             f"{common.mean_std(r['val_lwlrap_best'] for r in group)} | "
-            f"{common.mean_std(test)} | {delta(means[name], curated)} | "
-            f"{delta(means[name], default)} | "
-            f"{common.mean_std(r['test_lwlrap_final'] for r in group)} |")
+            f"{common.mean_std(r[f'test_lwlrap_{shown}'] for r in group)} | "
+            f"{delta(means[name], curated)} | {delta(means[name], default)} | "
+            f"{common.mean_std(r[f'test_lwlrap_{other}'] for r in group)} |")
     if baselines:
         lines += ["", "References on the test set (tools/baselines.py):", ""]
         lines += [f"- {k}: {v}" for k, v in common.reference_scores(baselines).items()]
@@ -210,7 +215,7 @@ def write(out: Path, rows: list[dict], args, command: str, started: float) -> No
              "supervised's default (noisy labels x0.3). Runs from code: "
              + ", ".join(codes) + ".")
     common.write_results(out, rows, "\n".join(lines) + "\n", command, started, notes)
-    plot(out / "ssl_comparison.png", groups, baselines)
+    plot(out / "ssl_comparison.png", groups, baselines, shown)
 
 
 def _groups(rows: list[dict]) -> dict[str, list[dict]]:
@@ -220,12 +225,14 @@ def _groups(rows: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
-def plot(path: Path, groups: dict[str, list[dict]], baselines: dict | None) -> None:
-    """Test lwlrap (best checkpoint) per setting, mean ± std over seeds."""
+def plot(path: Path, groups: dict[str, list[dict]], baselines: dict | None,
+         model: str) -> None:
+    """Test lwlrap of one saved model (``best`` or ``final``) per setting, mean ± std
+    over seeds."""
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     names = list(groups)
-    values = [np.array([r["test_lwlrap_best"] for r in groups[n]]) for n in names]
+    values = [np.array([r[f"test_lwlrap_{model}"] for r in groups[n]]) for n in names]
     ax.barh(names, [v.mean() for v in values], capsize=3,
             xerr=[v.std(ddof=1) if len(v) > 1 else 0.0 for v in values])
     if baselines:
@@ -234,7 +241,7 @@ def plot(path: Path, groups: dict[str, list[dict]], baselines: dict | None) -> N
                        label=name)
         ax.legend(fontsize=7)
     ax.invert_yaxis()
-    ax.set(xlabel="test lwlrap (best-validation checkpoint)", xlim=(0, 1),
+    ax.set(xlabel=f"test lwlrap ({MODEL_NAMES[model]})", xlim=(0, 1),
            title="ways of using the noisy set, same step budget")
     fig.tight_layout()
     common.save_figure(fig, path)
