@@ -135,7 +135,7 @@ def run_row(run_dir: Path, tta: bool = False) -> dict:
 def scored_run(run_dir: Path) -> dict:
     """The figures a step-budget study keeps for one finished run: its step budget,
     validation lwlrap (final, best and the best checkpoint's step), test lwlrap of the
-    best-validation checkpoint (what predict and export use) and of the final model, the
+    best-validation checkpoint and of the final model (what predict and export use), the
     last logged training loss, training seconds and the run folder's name."""
     s = summary(run_dir)
     return {

@@ -23,8 +23,8 @@ def load(path, model: str | None = None, *, pooling: str | None = None, tta: boo
     Args:
         path: a run folder (``python -m fat_tf.train``) or an export folder
             (``python -m fat_tf.export``).
-        model: ``best`` (the best checkpoint, ``best.keras``; the default) or ``final``
-            (``model.keras``); run folders only.
+        model: ``final`` (the final model, ``model.keras``; the default) or ``best``
+            (the best-validation checkpoint, ``best.keras``); run folders only.
         pooling: window pooling, ``mean`` or ``max`` (default: the run's config); fixed in
             an export.
         tta: time-reversal test-time augmentation; fixed in an export.

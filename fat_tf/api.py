@@ -356,12 +356,12 @@ def load(path, model: str | None = None, *, pooling: str | None = None,
     (:func:`fat_tf.load` calls this).
 
     Args:
-        path: a run folder (``python -m fat_tf.train``; its best checkpoint
-            ``best.keras`` unless ``model="final"``) or an export folder
+        path: a run folder (``python -m fat_tf.train``; its final model ``model.keras``
+            unless ``model="best"``) or an export folder
             (``python -m fat_tf.export``, a SavedModel: needs its ``embeddings`` and
             ``frames`` signatures, written since export version 2, for :meth:`Tagger.embed`
             and :meth:`Tagger.frames`).
-        model: ``best`` or ``final`` (run folders only; default ``best``).
+        model: ``final`` or ``best`` (run folders only; default ``final``).
         pooling: ``mean`` or ``max`` (default: the run's config; fixed in an export).
         tta: time-reversal test-time augmentation (fixed in an export).
 

@@ -5,9 +5,9 @@ Writes a per-class table (lwlrap, average precision, positives; F1 with ``--thre
 to stdout as CSV and to ``RUN_DIR/eval-<split>.csv``, and the overall figures (clip-level
 lwlrap, mAP; micro and macro F1 with ``--threshold``) as JSON to stderr, with the
 progress bar, so ``fat-tf evaluate RUN > table.csv`` gives a clean CSV. The JSON also
-goes to ``RUN_DIR/eval-<split>.json`` and names the model scored (``"checkpoint": "best
-checkpoint, step 700"``): by default the best checkpoint, as ``predict``, ``export`` and
-``report`` use.
+goes to ``RUN_DIR/eval-<split>.json`` and names the model scored (``"checkpoint": "final
+model, step 1000"``): by default the final model, as ``predict``, ``export`` and ``report``
+use (``--model best`` for the best-validation checkpoint).
 """
 
 from __future__ import annotations
@@ -76,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validation: the run's held-out curated clips; test: test/ with "
                              "labels from test_post_competition.csv; curated/noisy: whole sets")
     parser.add_argument("--model", default=DEFAULT_MODEL, choices=list(MODEL_FILES),
-                        help="which saved model of the run to score: the best checkpoint "
-                             "(best.keras, as predict, export and report use) or the final "
-                             "model (model.keras); the output names it with its step")
+                        help="which saved model of the run to score: the final model "
+                             "(model.keras, as predict, export and report use) or the best "
+                             "validation checkpoint (best.keras); the output names it with "
+                             "its step")
     parser.add_argument("--pooling", default=None, choices=WINDOW_POOLINGS,
                         help="window pooling (default: the run's config)")
     parser.add_argument("--tta", action="store_true",

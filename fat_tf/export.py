@@ -557,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("run_dir", help="run folder written by fat-tf train")
     parser.add_argument("--out", required=True, help="export folder to create")
     parser.add_argument("--model", default=rf.DEFAULT_MODEL, choices=list(rf.MODEL_FILES),
-                        help="which saved model of the run to export")
+                        help="which saved model of the run to export: the final model "
+                             "(model.keras) or the best validation checkpoint (best.keras)")
     parser.add_argument("--quantize", action="store_true",
                         help="also write a dynamic-range quantised TFLite model")
     parser.add_argument("--no-tflite", dest="tflite", action="store_false",

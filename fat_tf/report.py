@@ -15,7 +15,8 @@ Reads the run folders written by ``python -m fat_tf.train`` and writes, into ``-
   runs' models on ``--split``; ``--no-score`` skips it).
 
 Models are scored as ``evaluate``, ``predict`` and ``export`` use them by default: the
-best checkpoint (``best.keras``); ``--model final`` scores ``model.keras``. Every figure
+final model (``model.keras``); ``--model best`` scores the best-validation checkpoint
+(``best.keras``). Every figure
 names the model it comes from (:func:`fat_tf.inference.loaded.checkpoint_label`).
 
 Every file is written to a temporary name and renamed into place.
@@ -418,8 +419,8 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
             ``lr_schedule.png`` and, when scoring, ``per_class_ap.png`` and
             ``per_class_ap.csv``.
         split: labelled split the models are scored on (``validation`` or ``test``).
-        model: ``best`` (the best checkpoint, the default of ``evaluate``, ``predict``
-            and ``export``) or ``final`` model of each run.
+        model: ``final`` (the final model, the default of ``evaluate``, ``predict``
+            and ``export``) or ``best`` (the best-validation checkpoint) of each run.
         tta: score with time-reversal test-time augmentation.
         score: score the models (for the split's lwlrap and the per-class plot).
     """
@@ -481,9 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="labelled split the models are scored on: the run's held-out "
                              "curated clips, or test/ with test_post_competition.csv labels")
     parser.add_argument("--model", default=rf.DEFAULT_MODEL, choices=list(rf.MODEL_FILES),
-                        help="which saved model of each run to score: the best checkpoint "
-                             "(best.keras, as evaluate, predict and export use) or the final "
-                             "model (model.keras); the table names it with its step")
+                        help="which saved model of each run to score: the final model "
+                             "(model.keras, as evaluate, predict and export use) or the best "
+                             "validation checkpoint (best.keras); the table names it with "
+                             "its step")
     parser.add_argument("--tta", action="store_true",
                         help="score with time-reversal test-time augmentation")
     parser.add_argument("--no-score", dest="score", action="store_false",

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = train(config, data_dir, out, strategy=args.strategy, verbose=verbose)
         print(json.dumps(summary, indent=2))
         final_step, best_step = summary.get("total_steps"), summary.get("best_step")
-        print(  # each figure names its model; best.keras is what evaluate/predict/export use
+        print(  # each figure names its model; model.keras (final) is what evaluate, predict
+            # and export use by default (run_folder.DEFAULT_MODEL)
             f"validation lwlrap {summary['val_lwlrap']:.4f} (final model"
             f"{f', step {final_step}' if final_step is not None else ''}); best checkpoint "
             f"{summary['best_val_lwlrap'] or float('nan'):.4f}"

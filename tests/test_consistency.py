@@ -36,29 +36,42 @@ def fake_run(folder: Path, *, best_step=700, total_steps=1000, summary=True) -> 
 
 def test_checkpoint_labels_name_the_model_and_its_step(tmp_path):
     run = fake_run(tmp_path / "run")
-    assert report.checkpoint_label(run) == "best checkpoint, step 700"
+    assert report.checkpoint_label(run, "best") == "best checkpoint, step 700"
     assert report.checkpoint_label(run, "final") == "final model, step 1000"
+    assert report.checkpoint_label(run) == "final model, step 1000"  # the default model
     assert report.checkpoint_step(run, "best") == 700
     # best.keras.json is the source of truth; summary.json is the fallback
     (run / "best.keras.json").unlink()
-    assert report.checkpoint_label(run) == "best checkpoint, step 700"
+    assert report.checkpoint_label(run, "best") == "best checkpoint, step 700"
     # a run that records nothing (or a damaged file) still gets a model name
     bare = fake_run(tmp_path / "bare", best_step=None, summary=False)
     (bare / "best.keras.json").write_text("{trunc")
-    assert report.checkpoint_label(bare) == "best checkpoint"
+    assert report.checkpoint_label(bare, "best") == "best checkpoint"
     assert report.checkpoint_label(bare, "final") == "final model"
 
 
-def test_score_run_and_compare_runs_default_to_the_best_checkpoint():
+def test_every_command_defaults_to_the_same_saved_model(tmp_path, monkeypatch):
+    """evaluate, predict, export, report and fat_tf.load score one model by default:
+    run_folder.DEFAULT_MODEL, the final model."""
     import inspect
 
-    for function in (report.score_run, report.compare_runs):
-        assert inspect.signature(function).parameters["model"].default == "best"
-    parsed = report.build_parser().parse_args(["r", "--out", "o"])
-    assert parsed.model == "best"
-    from fat_tf import evaluate
+    from fat_tf import evaluate, export, predict
+    from fat_tf.inference import loaded
+    from fat_tf.run_folder import DEFAULT_MODEL
 
-    assert evaluate.build_parser().parse_args(["r"]).model == "best"
+    assert DEFAULT_MODEL == "final"
+    for function in (report.score_run, report.compare_runs):
+        assert inspect.signature(function).parameters["model"].default == DEFAULT_MODEL
+    assert inspect.signature(export.export_run).parameters["which"].default == DEFAULT_MODEL
+    assert inspect.signature(loaded.RunModel).parameters["which"].default == DEFAULT_MODEL
+    assert report.build_parser().parse_args(["r", "--out", "o"]).model == DEFAULT_MODEL
+    assert evaluate.build_parser().parse_args(["r"]).model == DEFAULT_MODEL
+    assert export.build_parser().parse_args(["r", "--out", "o"]).model == DEFAULT_MODEL
+    # predict and fat_tf.load leave it unset (exports refuse --model); a run folder
+    # then opens with the default
+    assert predict.build_parser().parse_args(["m", "a.wav"]).model is None
+    monkeypatch.setattr(loaded, "RunModel", lambda path, which, *rest: which)
+    assert loaded.load_model(str(tmp_path), None, None, False) == DEFAULT_MODEL
 
 
 def record(tmp_path: Path, name: str, **kwargs) -> report.RunRecord:

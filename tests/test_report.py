@@ -78,10 +78,10 @@ def test_report_table_and_plots(two_runs, tmp_path, capsys):
         assert float(row["val_chance_lwlrap"]) == pytest.approx(summary["chance_lwlrap"])
         assert float(row["train_seconds"]) == pytest.approx(
             summary["train_seconds_this_session"])
-        # by default the best checkpoint is scored (as evaluate, predict and export do):
-        # its validation lwlrap is the best one training logged, and the row says so
-        assert float(row["validation_lwlrap_best"]) == pytest.approx(max(val), abs=1e-5)
-        assert row["scored_model"] == f"best checkpoint, step {best_step}"
+        # by default the final model is scored (as evaluate, predict and export do):
+        # its validation lwlrap is the last one training logged, and the row says so
+        assert float(row["validation_lwlrap_final"]) == pytest.approx(val[-1], abs=1e-5)
+        assert row["scored_model"] == f"final model, step {summary['total_steps']}"
     # test lwlrap already computed by fat_tf.evaluate is picked up from eval-test.csv,
     # with the model it scored
     assert float(rows[0]["test_lwlrap_eval_csv"]) == pytest.approx(evaluated, abs=1e-5)
@@ -127,15 +127,15 @@ def test_evaluate_and_report_agree_on_test_lwlrap_by_default(two_runs, tmp_path,
     assert evaluate.main([str(skip), "--split", "test"]) == 0
     err = capsys.readouterr().err
     result = json.loads(err[err.index("{"):])
-    step = json.loads((skip / "best.keras.json").read_text())["step"]
-    label = f"best checkpoint, step {step}"
-    assert result["model"] == "best" and result["checkpoint"] == label
+    step = json.loads((skip / "summary.json").read_text())["total_steps"]
+    label = f"final model, step {step}"
+    assert result["model"] == "final" and result["checkpoint"] == label
     assert f"test lwlrap ({label}): {result['lwlrap']:.4f}" in err
 
     assert report.main([str(skip), "--out", str(tmp_path / "r"), "--split", "test"]) == 0
     captured = capsys.readouterr()
     row = read_csv(tmp_path / "r" / "runs.csv")[0]
-    assert float(row["test_lwlrap_best"]) == pytest.approx(result["lwlrap"], abs=1e-6)
+    assert float(row["test_lwlrap_final"]) == pytest.approx(result["lwlrap"], abs=1e-6)
     assert row["scored_model"] == label
     assert f"scoring skip on test ({label})" in captured.err
     assert label in captured.out  # the printed table names the model

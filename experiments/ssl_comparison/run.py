@@ -17,8 +17,9 @@ named):
   (``method.noisy_bootstrap=0.8``).
 
 Every run takes the default budget (``train.steps``) unless ``--steps`` is given. Scores:
-whole-clip test lwlrap of the best-validation checkpoint (what ``predict`` and ``export``
-use) and of the final model, beside the trivial references of ``tools/baselines.py``
+whole-clip test lwlrap of the final model (what ``evaluate``, ``predict`` and ``export``
+use by default since the checkpoint_selection study) and of the best-validation
+checkpoint, beside the trivial references of ``tools/baselines.py``
 (``--baselines``). Settings are to be chosen on validation; test is reported.
 
 Each run is one folder in ``experiments/runs/`` named by its settings and the code

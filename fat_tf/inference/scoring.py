@@ -396,8 +396,8 @@ def score_run(run_dir: str | os.PathLike, split: str = "validation", model: str 
         run_dir: the run folder.
         split: ``validation`` (the run's held-out curated clips), ``test``, ``curated`` or
             ``noisy``.
-        model: ``best`` (the best checkpoint, as ``evaluate``, ``predict`` and ``export``
-            use by default) or ``final``.
+        model: ``final`` (the final model, as ``evaluate``, ``predict`` and ``export``
+            use by default) or ``best`` (the best-validation checkpoint).
         tta: average with the time-reversed clips.
         pooling: window pooling (default: the run's config).
         data_dir: dataset folder (default: the one the run was trained on).
