@@ -62,6 +62,7 @@ SETTINGS = {
     "meanteacher (default: + noisy labels x0.3 and audio)": ("meanteacher", []),
     "mixmatch (default: + noisy labels x0.3 and audio)": ("mixmatch", []),
     "pseudolabel (default: + noisy labels x0.3 and audio)": ("pseudolabel", []),
+    "mixup (default: + noisy labels x0.3)": ("mixup", []),
     "supervised (default), noisy labels soft-bootstrapped 0.8": (
         "supervised", ["method.noisy_bootstrap=0.8"]),
     "vat, BatchNorm statistics shared with unlabelled clips": (
