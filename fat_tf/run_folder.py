@@ -64,7 +64,8 @@ MODEL_FILES = {"best": BEST_MODEL, "final": FINAL_MODEL}
 #: ``fat_tf.load`` use unless told otherwise: the final model. With the cosine schedule
 #: it is as good as the best-validation checkpoint, and picking the best of ten noisy
 #: validations chooses partly for noise: on held-out validation clips of the Kitchen20
-#: development benchmark the final model scored higher (experiments/checkpoint_selection).
+#: development benchmark it tied in-domain and did better on the shifted variant
+#: (experiments/checkpoint_selection).
 DEFAULT_MODEL = "final"
 
 
