@@ -38,6 +38,17 @@ def optimizer_step(model) -> int | None:
     return int(keras.ops.convert_to_numpy(optimizer.iterations))
 
 
+def scored_models(method) -> dict[str, keras.Model]:
+    """Every model a validation scores, ``{name: model}``: ``evaluated`` (the method's
+    evaluated model), then the method's alternatives (mean teacher's ``student``).
+
+    Args:
+        method: the method being fit.
+    """
+    return {"evaluated": method.evaluated_model,
+            **getattr(method, "alternative_models", {})}
+
+
 class MetricsCSV(keras.callbacks.Callback):
     """Write epoch metrics to a CSV file, rewritten atomically after every epoch.
 
@@ -148,11 +159,10 @@ class SaveBestModel(keras.callbacks.Callback):
         Args:
             logs: the epoch's logs.
         """
-        method = self.model
-        models = [(self.monitor, "evaluated", method.evaluated_model)]
+        scored = scored_models(self.model)
+        models = [(self.monitor, "evaluated", scored.pop("evaluated"))]
         if self.monitor == "val_lwlrap":
-            models += [(f"val_{name}_lwlrap", name, model)
-                       for name, model in getattr(method, "alternative_models", {}).items()]
+            models += [(f"val_{name}_lwlrap", name, model) for name, model in scored.items()]
         found = []
         for monitor, name, model in models:
             value = logs.get(monitor)
@@ -214,17 +224,13 @@ class SaveValidationPredictions(keras.callbacks.Callback):
                 "predictions of the epochs left to run are written again) and rerun the "
                 "same command") from None
 
-    def _scored_models(self) -> dict[str, keras.Model]:
-        method = self.model
-        return {"evaluated": method.evaluated_model,
-                **getattr(method, "alternative_models", {})}
-
     def on_epoch_end(self, epoch, logs=None):
         method = self.model
-        logits: dict[str, list] = {name: [] for name in self._scored_models()}
+        models = scored_models(method)
+        logits: dict[str, list] = {name: [] for name in models}
         labels = []
         for inputs, batch_labels in self.validation_data:
-            for name, model in self._scored_models().items():
+            for name, model in models.items():
                 logits[name].append(keras.ops.convert_to_numpy(clip_logits(
                     model, inputs["windows"], inputs["window_mask"],
                     method.window_pooling)).astype(np.float32))
