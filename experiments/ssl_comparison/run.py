@@ -73,6 +73,9 @@ SETTINGS = {
         "mixmatch", ["method.batchnorm_statistics=all"]),
     "pseudolabel, BatchNorm statistics shared with unlabelled clips": (
         "pseudolabel", ["method.batchnorm_statistics=all"]),
+    "pseudolabel (default), positive threshold 0.95": (
+        "pseudolabel", ["method.pseudo_label_positive=0.95"]),
+    "pseudolabel (default), weight 0.3": ("pseudolabel", ["method.pseudo_label_weight=0.3"]),
     "vat (default), eps 8": ("vat", ["method.vat_eps=8"]),
     "supervised (default), evaluation EMA": ("supervised", ["method.evaluation_ema=true"]),
     "vat (default), evaluation EMA": ("vat", ["method.evaluation_ema=true"]),
