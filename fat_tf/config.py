@@ -337,7 +337,8 @@ class MethodConfig:
         pseudo_label_positive: probability at or above which a class of an unlabelled
             clip becomes a positive pseudo-label (UPS's multi-label setting: 0.7).
         pseudo_label_negative: probability at or below which it becomes a negative
-            pseudo-label (UPS: 0.05); classes in between are left out of the loss.
+            pseudo-label (UPS: 0.05; 0 = none, positive pseudo-labels only); classes
+            in between are left out of the loss.
         pseudo_label_alignment: align the guessed probabilities to the labelled class
             frequencies before thresholding, per class, like MixMatch's guesses: without
             it, pseudo-labelling collapsed on Kitchen20 (validation lwlrap 0.21 by

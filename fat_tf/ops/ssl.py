@@ -118,19 +118,24 @@ def confident_pseudo_labels(probabilities: tf.Tensor, positive_threshold: float,
 
     A class whose probability is at least ``positive_threshold`` becomes a positive
     target, one at most ``negative_threshold`` a negative target; classes in between
-    are masked out of the loss.
+    are masked out of the loss. ``negative_threshold=0`` makes no negative targets
+    (positive pseudo-labels only), even for a probability that underflowed to 0.
 
     Args:
         probabilities: ``[B, C]`` class probabilities of the guessing pass.
         positive_threshold: lowest probability that counts as a confident positive.
-        negative_threshold: highest probability that counts as a confident negative.
+        negative_threshold: highest probability that counts as a confident negative
+            (0 = none).
 
     Returns:
         ``(targets, mask)``, both ``[B, C]`` float32 in {0, 1}.
     """
     p = tf.cast(probabilities, tf.float32)
     positive = p >= positive_threshold
-    confident = tf.logical_or(positive, p <= negative_threshold)
+    if negative_threshold > 0:
+        confident = tf.logical_or(positive, p <= negative_threshold)
+    else:
+        confident = positive
     return tf.cast(positive, tf.float32), tf.cast(confident, tf.float32)
 
 

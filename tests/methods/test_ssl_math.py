@@ -193,3 +193,10 @@ def test_confident_pseudo_labels_decide_each_class_separately():
     targets, mask = confident_pseudo_labels(q, 0.8, 0.1)
     np.testing.assert_array_equal(targets.numpy(), (q >= 0.8).astype(np.float32))
     np.testing.assert_array_equal(mask.numpy(), ((q >= 0.8) | (q <= 0.1)).astype(np.float32))
+
+
+def test_negative_threshold_zero_makes_positive_pseudo_labels_only():
+    p = np.array([[0.9, 0.5, 1e-3, 0.0]], np.float32)  # 0.0: a sigmoid that underflowed
+    targets, mask = confident_pseudo_labels(p, positive_threshold=0.7, negative_threshold=0.0)
+    np.testing.assert_array_equal(targets.numpy(), [[1, 0, 0, 0]])
+    np.testing.assert_array_equal(mask.numpy(), [[1, 0, 0, 0]])
