@@ -343,6 +343,11 @@ class MethodConfig:
             frequencies before thresholding, per class, like MixMatch's guesses: without
             it, pseudo-labelling collapsed on Kitchen20 (validation lwlrap 0.21 by
             mid-run, seed 0; see experiments/ssl_comparison).
+        pseudo_label_teacher: guess with an exponential moving average of the trained
+            weights (a mean-teacher-style teacher: ``ema_decay``,
+            ``ema_horizon_fraction``; the ``evaluation_ema`` average when that is on)
+            instead of the weights of the current step, so the pseudo-labels change
+            slowly and one step's swing is not fed back at once.
     """
 
     mixup_alpha: float = 1.0
@@ -370,6 +375,7 @@ class MethodConfig:
     pseudo_label_positive: float = 0.7
     pseudo_label_negative: float = 0.05
     pseudo_label_alignment: bool = True
+    pseudo_label_teacher: bool = False
 
     def __post_init__(self):
         if self.batchnorm_statistics not in ("all", "labelled"):

@@ -78,6 +78,8 @@ SETTINGS = {
     "pseudolabel (default), weight 0.3": ("pseudolabel", ["method.pseudo_label_weight=0.3"]),
     "pseudolabel (default), no negative pseudo-labels": (
         "pseudolabel", ["method.pseudo_label_negative=0"]),
+    "pseudolabel (default), EMA teacher guesses": (
+        "pseudolabel", ["method.pseudo_label_teacher=true"]),
     "vat (default), eps 8": ("vat", ["method.vat_eps=8"]),
     "supervised (default), evaluation EMA": ("supervised", ["method.evaluation_ema=true"]),
     "vat (default), evaluation EMA": ("vat", ["method.evaluation_ema=true"]),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from fat_tf.methods.alignment import ClassFrequencyAlignment
-from fat_tf.methods.base import Method
+from fat_tf.callbacks.ema import ExponentialMovingAverage
+from fat_tf.methods.base import Method, averaged_copy
 from fat_tf.ops.ssl import confident_pseudo_labels
 
 
@@ -37,7 +38,11 @@ class PseudoLabel(ClassFrequencyAlignment, Method):
 
     normalised by every entry, confident or not (as FixMatch divides by the batch), so
     the term grows as the model grows confident. Without an unlabelled stream the
-    labelled clips are guessed for instead.
+    labelled clips are guessed for instead. With ``pseudo_label_teacher`` the guesses
+    come from an exponential moving average of the weights (BatchNorm statistics
+    included) instead of the current ones: the run's ``evaluation_ema`` average when
+    that is on, else a ``teacher`` of its own, updated after every optimiser step like
+    mean teacher's.
 
     Args: see :class:`fat_tf.methods.base.Method`.
     """
@@ -49,6 +54,26 @@ class PseudoLabel(ClassFrequencyAlignment, Method):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_alignment_state()
+        # pseudo_label_teacher: an average of its own unless evaluation_ema keeps one
+        self.teacher = None
+        if self.hparams.pseudo_label_teacher and self.averaged is None:
+            self.teacher = averaged_copy(self.tagger, "teacher")
+
+    def extra_callbacks(self):
+        callbacks = super().extra_callbacks()
+        if self.teacher is not None:
+            callbacks.append(
+                ExponentialMovingAverage(self.tagger, self.teacher, self.run_ema_decay))
+        return callbacks
+
+    @property
+    def guessing_classifier(self):
+        """The classifier that makes the guesses: the current one, or with
+        ``pseudo_label_teacher`` the averaged model's."""
+        if not self.hparams.pseudo_label_teacher:
+            return self.classifier
+        averaged = self.teacher if self.teacher is not None else self.averaged
+        return averaged.get_layer("classifier")
 
     def guess(self, unlabelled_mel: tf.Tensor, labels: tf.Tensor | None
               ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -60,7 +85,7 @@ class PseudoLabel(ClassFrequencyAlignment, Method):
                 frequencies when ``pseudo_label_alignment`` is on), or None.
         """
         h = self.hparams
-        logits = self.classifier(unlabelled_mel, training=False)
+        logits = self.guessing_classifier(unlabelled_mel, training=False)
         probabilities = tf.sigmoid(tf.cast(logits, tf.float32))
         if h.pseudo_label_alignment:
             probabilities, _ = self.aligned_guesses(probabilities, labels)

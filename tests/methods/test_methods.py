@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fat_tf.callbacks.ema import ExponentialMovingAverage
 from fat_tf.config import ConfigError
 from fat_tf.methods import METHODS, get_method
 from fat_tf.methods.base import frozen_batchnorm_statistics
@@ -463,6 +464,39 @@ def test_pseudolabel_alignment_scales_each_class_to_the_labelled_frequency():
     # a class the model guesses at 0.9 for every clip but no labelled clip has is no
     # positive anywhere after alignment
     assert not np.any(targets.numpy()[:, prior < 1e-3])
+
+
+def test_pseudolabel_teacher_guesses_with_the_averaged_weights():
+    """pseudo_label_teacher: the guesses are the teacher's (an EMA of the weights, kept
+    by a callback after every step), not the current model's; with evaluation_ema the
+    evaluated average is that teacher and no second copy is made."""
+    config = tiny_config(**{"train.method": "pseudolabel", "method.pseudo_label_positive": 0.55,
+                            "method.pseudo_label_negative": 0.45,
+                            "method.pseudo_label_alignment": False,
+                            "method.pseudo_label_teacher": True})
+    method = build_method(config, CLASSES, total_steps=10)
+    audio, labels = batch_data(config)
+    unlabelled = method.logmel(tf.constant(audio[4:]))
+    # move the student away from its teacher, as training does
+    rng = np.random.default_rng(3)
+    method.tagger.set_weights([w + rng.normal(scale=0.5, size=w.shape).astype(w.dtype)
+                               for w in method.tagger.get_weights()])
+    teacher = 1 / (1 + np.exp(-method.teacher.get_layer("classifier")(
+        unlabelled, training=False).numpy()))
+    student = 1 / (1 + np.exp(-method.classifier(unlabelled, training=False).numpy()))
+    targets, mask = method.guess(unlabelled, tf.constant(labels[:4]))
+    np.testing.assert_array_equal(targets.numpy(), teacher >= 0.55)
+    np.testing.assert_array_equal(mask.numpy(), (teacher >= 0.55) | (teacher <= 0.45))
+    assert np.any((student >= 0.55) != (teacher >= 0.55))  # the student would differ
+    averaging = [c for c in method.extra_callbacks() if isinstance(c, ExponentialMovingAverage)]
+    assert [(c.source, c.target) for c in averaging] == [(method.tagger, method.teacher)]
+    assert averaging[0].decay == method.run_ema_decay
+    shared = build_method(tiny_config(**{"train.method": "pseudolabel",
+                                         "method.pseudo_label_teacher": True,
+                                         "method.evaluation_ema": True}), CLASSES, 10)
+    assert shared.teacher is None
+    assert shared.guessing_classifier is shared.averaged.get_layer("classifier")
+    assert len(shared.extra_callbacks()) == 1
 
 
 def test_mixmatch_alignment_guesses_follow_the_labelled_class_frequencies():
