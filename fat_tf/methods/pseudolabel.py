@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from fat_tf.methods.alignment import ClassFrequencyAlignment
 from fat_tf.callbacks.ema import ExponentialMovingAverage
+from fat_tf.methods.alignment import ClassFrequencyAlignment
 from fat_tf.methods.base import Method, averaged_copy
 from fat_tf.ops.ssl import confident_pseudo_labels
 
