@@ -67,6 +67,8 @@ MODEL_FILES = {"best": BEST_MODEL, "final": FINAL_MODEL}
 #: development benchmark it tied in-domain and did better on the shifted variant
 #: (experiments/checkpoint_selection).
 DEFAULT_MODEL = "final"
+#: The ``summary.json`` key holding each saved model's validation lwlrap.
+SUMMARY_SCORES = {"best": "best_val_lwlrap", "final": "val_lwlrap"}
 
 
 def backup_metadata(run_dir: str | os.PathLike) -> Path:

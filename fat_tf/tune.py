@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
             "ramps, VAT eps/xi, EMA decay, MixMatch T/alpha/K, mixup alpha, model width, "
             "skip connections, ...) with keras-tuner. Each trial is a full training run "
             "of the base config with the search space's fields set by the tuner; the "
-            "objective is the run's best validation lwlrap (maximised). Writes "
+            "objective is the validation lwlrap (maximised) of the model the run ships by "
+            "default (the final model, as evaluate and export use). Writes "
             "best_config.json, trials.csv and trials.md into --out.", width=88,
         ),
         epilog=EPILOG,

@@ -14,6 +14,7 @@ import pytest
 from fat_tf import train, tune
 from fat_tf.config import Config, ConfigError
 from fat_tf.presets import get_preset
+from fat_tf.run_folder import DEFAULT_MODEL, SUMMARY_SCORES
 from fat_tf.tuning import oracles, search, trials
 from fat_tf.tuning.space import SPACES_DIR, SearchSpace, default_space_path
 
@@ -216,7 +217,10 @@ def test_strategy_is_passed_only_when_set(tmp_path, monkeypatch, tiny_demo_dir):
 
     def fake_train(config, data_dir, run_dir, verbose="auto", strategy=None, **kwargs):
         calls.append({"strategy": strategy, **kwargs})
-        return {"val_lwlrap": 0.5, "best_val_lwlrap": config.optim.lr_max}
+        # the objective is the default saved model's score, not the other one's
+        scores = dict.fromkeys(SUMMARY_SCORES.values(), 0.5)
+        scores[SUMMARY_SCORES[DEFAULT_MODEL]] = config.optim.lr_max
+        return scores
 
     monkeypatch.setattr("fat_tf.training.train", fake_train)
     space = SearchSpace.from_dict({"hyperparameters": {

@@ -15,7 +15,8 @@ import keras_tuner
 
 from fat_tf.config import ConfigError
 
-#: The metric every search maximises (best validation lwlrap of a run).
+#: The metric every search maximises: the validation lwlrap of the model a run ships by
+#: default (``fat_tf.run_folder.DEFAULT_MODEL``).
 OBJECTIVE = "val_lwlrap"
 TUNERS = ("random", "bayesian", "hyperband")
 

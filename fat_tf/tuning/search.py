@@ -3,7 +3,8 @@
 :func:`run_search` is what ``python -m fat_tf.tune`` runs. Each trial is one complete
 :func:`fat_tf.training.train` run (labelled and unlabelled streams, callbacks, run folder)
 with the config fields of a :class:`fat_tf.tuning.space.SearchSpace` set from the
-trial's hyperparameters; the objective is the run's best validation lwlrap (maximised).
+trial's hyperparameters; the objective is the validation lwlrap (maximised) of the model
+the run ships by default (``fat_tf.run_folder.DEFAULT_MODEL``: the final model).
 
 The search folder it fills:
 

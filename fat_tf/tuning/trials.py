@@ -57,7 +57,8 @@ class TrainingHyperModel(keras_tuner.HyperModel):
     ``build(hp)`` returns the base config with the search space's fields set from
     ``hp``; ``fit(hp, config, run_dir=...)`` runs :func:`fat_tf.training.train` (the full
     run: unlabelled stream, callbacks, resumable run folder) and returns
-    ``{"val_lwlrap": score}``, the run's best validation lwlrap.
+    ``{"val_lwlrap": score}``, the validation lwlrap of the model the trial's run
+    ships by default (:data:`fat_tf.run_folder.DEFAULT_MODEL`: the final model).
 
     Args:
         space: the search space.
@@ -93,7 +94,8 @@ class TrainingHyperModel(keras_tuner.HyperModel):
         return self.base_config.replace(**self.space.declare(hp))
 
     def fit(self, hp, config: Config, *args, run_dir: str | os.PathLike, **kwargs) -> dict:
-        """Train ``config`` into ``run_dir``; return ``{"val_lwlrap": best score}``.
+        """Train ``config`` into ``run_dir``; return ``{"val_lwlrap": score}`` (the
+        default saved model's validation lwlrap).
 
         Args:
             hp: the trial's hyperparameters (already applied to ``config``).
@@ -106,7 +108,7 @@ class TrainingHyperModel(keras_tuner.HyperModel):
 
         extra = {"strategy": self.strategy} if self.strategy else {}
         summary = train(config, self.data_dir, run_dir, verbose=self.verbose, **extra)
-        score = summary.get("best_val_lwlrap")
+        score = summary.get(rf.SUMMARY_SCORES[rf.DEFAULT_MODEL])
         if score is None:
             score = summary.get("val_lwlrap")
         if score is None or not math.isfinite(score):
