@@ -1,5 +1,5 @@
 """Confidence-masked pseudo-labelling for multi-label tagging (FixMatch's scheme with
-UPS's per-class positive and negative pseudo-labels)."""
+UPS's per-class pseudo-labels: positive ones, and negative ones when asked)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ class PseudoLabel(ClassFrequencyAlignment, Method):
     run collapsed: one class after another became confident on most clips, the
     pseudo-labels reinforced them and validation lwlrap fell from 0.47 to 0.21 (random
     is 0.195) by mid-run. Every class of every clip whose (aligned) probability is at
-    least ``pseudo_label_positive`` becomes a positive target, at most
-    ``pseudo_label_negative`` a negative one, and the rest is masked out
-    (:func:`fat_tf.ops.ssl.confident_pseudo_labels`). The training pass sees the
-    augmented view (the strong view: the configured augmentation) of the labelled and
+    least ``pseudo_label_positive`` becomes a positive target, with
+    ``pseudo_label_negative > 0`` (UPS; off by default) one at most that a negative
+    target, and the rest is masked out (:func:`fat_tf.ops.ssl.confident_pseudo_labels`).
+    The training pass sees the augmented view (the strong view: the configured
+    augmentation) of the labelled and
     unlabelled clips in one batch (or BatchNorm statistics from the labelled part, see
     ``batchnorm_statistics``). Loss: the supervised BCE on the labelled part (noisy
     labels weighted as in :meth:`~fat_tf.methods.base.Method.supervised_loss`) plus
