@@ -71,15 +71,18 @@ SETTINGS = {
         "meanteacher", ["method.batchnorm_statistics=all"]),
     "mixmatch, BatchNorm statistics shared with unlabelled clips": (
         "mixmatch", ["method.batchnorm_statistics=all"]),
-    "pseudolabel, BatchNorm statistics shared with unlabelled clips": (
-        "pseudolabel", ["method.batchnorm_statistics=all"]),
-    "pseudolabel (default), positive threshold 0.95": (
-        "pseudolabel", ["method.pseudo_label_positive=0.95"]),
-    "pseudolabel (default), weight 0.3": ("pseudolabel", ["method.pseudo_label_weight=0.3"]),
-    "pseudolabel (default), no negative pseudo-labels": (
-        "pseudolabel", ["method.pseudo_label_negative=0"]),
-    "pseudolabel (default), EMA teacher guesses": (
-        "pseudolabel", ["method.pseudo_label_teacher=true"]),
+    "pseudolabel, negatives at 0.05, BatchNorm statistics shared with unlabelled clips": (
+        "pseudolabel", ["method.batchnorm_statistics=all", "method.pseudo_label_negative=0.05"]),
+    # pseudo-labelling with UPS's negative pseudo-labels (the default before commit
+    # 6e449b2) and the fixes tried for it on the shifted variant (see README)
+    "pseudolabel, negative pseudo-labels at 0.05 (the old default)": (
+        "pseudolabel", ["method.pseudo_label_negative=0.05"]),
+    "pseudolabel, negatives at 0.05, positive threshold 0.95": (
+        "pseudolabel", ["method.pseudo_label_negative=0.05", "method.pseudo_label_positive=0.95"]),
+    "pseudolabel, negatives at 0.05, weight 0.3": (
+        "pseudolabel", ["method.pseudo_label_negative=0.05", "method.pseudo_label_weight=0.3"]),
+    "pseudolabel, negatives at 0.05, EMA teacher guesses": (
+        "pseudolabel", ["method.pseudo_label_negative=0.05", "method.pseudo_label_teacher=true"]),
     "vat (default), eps 8": ("vat", ["method.vat_eps=8"]),
     "supervised (default), evaluation EMA": ("supervised", ["method.evaluation_ema=true"]),
     "vat (default), evaluation EMA": ("vat", ["method.evaluation_ema=true"]),
