@@ -343,9 +343,8 @@ class MethodConfig:
             shifted noisy clip became confident negatives, true classes among them,
             the model learnt to deny them (label ranking precision of the noisy clips'
             true labels 0.35 for its final model, 0.73 for supervised training's) and
-            validation lwlrap fell to 0.21 by mid-run;
-            positive-only scored the best final validation of four fixes (seed 0; see
-            experiments/ssl_comparison).
+            validation lwlrap fell to 0.21 by mid-run; positive-only scored the best
+            final validation of four fixes (seed 0; see experiments/ssl_comparison).
         pseudo_label_alignment: align the guessed probabilities to the labelled class
             frequencies before thresholding, per class, like MixMatch's guesses: without
             it, pseudo-labelling collapsed on Kitchen20 (validation lwlrap 0.21 by
