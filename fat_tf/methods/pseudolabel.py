@@ -31,7 +31,8 @@ class PseudoLabel(ClassFrequencyAlignment, Method):
     augmentation) of the labelled and unlabelled clips in one batch (or BatchNorm
     statistics from the labelled part, see ``batchnorm_statistics``). Loss: the
     supervised BCE on the labelled part (noisy labels weighted as in
-    :meth:`~fat_tf.methods.base.Method.supervised_loss`) plus ``pseudo_label_weight`` times the sigmoid ramp after ``unlabelled_start``
+    :meth:`~fat_tf.methods.base.Method.supervised_loss`) plus ``pseudo_label_weight``
+    times the sigmoid ramp after ``unlabelled_start``
     (:meth:`~fat_tf.methods.base.Method.unlabelled_rampup`) times the masked BCE
 
         sum(mask * bce(target, logit)) / (B_u * C),
