@@ -19,24 +19,23 @@ import argparse
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import soundfile as sf
 import tensorflow as tf
 from sklearn.metrics import label_ranking_average_precision_score
 
-from fat_tf.inference.loaded import load_run
-from fat_tf.methods.base import frozen_batchnorm_statistics
+from fat_tf.inference.loaded import TrainedRun, load_run
+from fat_tf.methods.base import _dropout_layers, frozen_batchnorm_statistics
 from fat_tf.models.tagger import tagger_parts
 from fat_tf.run_folder import DEFAULT_MODEL
 
 BATCH = 32
 
 
-def noisy_clips(data_dir: Path, samples: int, seed: int = 0):
-    """The noisy clips' first ``samples`` samples (zero-padded) and true multi-hot labels."""
+def noisy_clips(data_dir: Path, classes: tuple[str, ...], samples: int, seed: int = 0):
+    """The noisy clips' first ``samples`` samples (zero-padded) and true multi-hot labels
+    (columns in the order of ``classes``, the run's output order)."""
     manifest = json.loads((data_dir / "manifest.json").read_text())
-    classes = manifest["classes"]
     clips = list(manifest["clips"]["train_noisy"])
     np.random.default_rng(seed).shuffle(clips)
     waves, truth = [], []
@@ -47,12 +46,11 @@ def noisy_clips(data_dir: Path, samples: int, seed: int = 0):
     return np.stack(waves), np.array(truth, np.float64)
 
 
-def guesses(run_dir: str, which: str, waves: np.ndarray) -> dict[str, np.ndarray]:
+def guesses(run: TrainedRun, which: str, waves: np.ndarray) -> dict[str, np.ndarray]:
     """Sigmoid outputs per BatchNorm mode (``moving``, ``batch``), whole batches only."""
-    logmel, _, classifier = tagger_parts(load_run(run_dir).load_model(which))
-    for layer in classifier._flatten_layers(include_self=False):
-        if isinstance(layer, keras.layers.Dropout):
-            layer.rate = 0.0
+    logmel, _, classifier = tagger_parts(run.load_model(which))
+    for layer in _dropout_layers(classifier):
+        layer.rate = 0.0
     out = {"moving": [], "batch": []}
     for start in range(0, len(waves) - BATCH + 1, BATCH):
         mel = logmel(tf.constant(waves[start:start + BATCH]))
@@ -70,10 +68,10 @@ def main(argv=None) -> None:
     parser.add_argument("--positive", type=float, default=0.7)
     parser.add_argument("--negative", type=float, default=0.05)
     args = parser.parse_args(argv)
-    config = json.loads((Path(args.run_dir) / "config.json").read_text())
-    samples = config["data"]["crop_frames"] * config["frontend"]["hop_length"]
-    waves, truth = noisy_clips(args.data_dir, samples)
-    for mode, p in guesses(args.run_dir, args.model, waves).items():
+    run = load_run(args.run_dir)
+    samples = run.config.data.crop_frames * run.config.frontend.hop_length
+    waves, truth = noisy_clips(args.data_dir, run.class_names, samples)
+    for mode, p in guesses(run, args.model, waves).items():
         y = truth[:len(p)]
         positive, negative = p >= args.positive, p <= args.negative
         nan = float("nan")
