@@ -152,6 +152,8 @@ def interrupted_then_resumed(data, run: Path, method: str, monkeypatch, capsys) 
     # predictions of teacher and student, whose rows of re-run epochs are replaced
     "meanteacher train.save_validation_predictions=true",
     "mixup method.evaluation_ema=true",  # the evaluated model is an EMA of the weights
+    # pseudo-labels guessed by an EMA teacher of its own (not the evaluated model)
+    "pseudolabel method.pseudo_label_teacher=true",
 ])
 def test_resumed_run_repeats_the_uninterrupted_run(tiny_demo_dir, tmp_path, monkeypatch,
                                                    capsys, method):
