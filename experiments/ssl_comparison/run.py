@@ -226,6 +226,13 @@ def write(out: Path, rows: list[dict], args, command: str, started: float) -> No
              "columns compare test means with supervised on curated clips only and with "
              "supervised's default (noisy labels x0.3). Runs from code: "
              + ", ".join(codes) + ".")
+    if args.previous:
+        notes += (" Rows were merged from the results.csv files after --previous (per-run "
+                  "outputs, not kept); every row is in this folder's results.csv, so "
+                  "`run.py --table-only --previous <this results.csv>` with the same "
+                  "--settings and --seeds rebuilds this table, and `run.py --data "
+                  "<benchmark> --steps <steps> --seeds <seed> --settings <setting>` "
+                  "retrains one row.")
     common.write_results(out, rows, "\n".join(lines) + "\n", command, started, notes)
     plot(out / "ssl_comparison.png", groups, baselines, shown)
 

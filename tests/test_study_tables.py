@@ -1,0 +1,51 @@
+"""The committed ssl_comparison tables are what their committed results.csv gives.
+
+Each table (``experiments/ssl_comparison/{k20,k20_shifted,demo}/results.md``) was merged
+from per-run CSVs with ``run.py --table-only --previous``; those per-run files are not
+kept, so the committed ``results.csv`` must hold every row and rebuild the same table.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+STUDY = Path(__file__).resolve().parents[1] / "experiments" / "ssl_comparison"
+
+
+def load_study():
+    spec = importlib.util.spec_from_file_location("ssl_comparison_run", STUDY / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def table_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.startswith(("| ", "- "))]
+
+
+@pytest.mark.parametrize("variant", ["k20", "k20_shifted", "demo"])
+def test_committed_table_rebuilds_from_its_results_csv(variant, tmp_path):
+    study = load_study()
+    committed = STUDY / variant / "results.csv"
+    with open(committed, newline="") as f:
+        rows = list(csv.DictReader(f))
+    settings = list(dict.fromkeys(row["setting"] for row in rows))
+    seeds = sorted({int(row["seed"]) for row in rows})
+    # settings in the order of the committed table (the order of --settings)
+    order = [line.split(" | ")[0][2:] for line in table_lines(STUDY / variant / "results.md")
+             if line.startswith("| ") and not line.startswith(("| setting", "|---"))]
+    assert sorted(order) == sorted(settings)
+    baselines = {"k20": "experiments/recipe/k20_baselines.json",
+                 "k20_shifted": "experiments/ssl_comparison/k20_shifted_baselines.json"}
+    extra = (["--baselines", str(STUDY.parents[1] / baselines[variant])]
+             if variant in baselines else [])
+    assert study.main(["--table-only", "--data", str(tmp_path), "--out", str(tmp_path),
+                       "--previous", str(committed), "--seeds", *map(str, seeds),
+                       "--settings", *order, *extra]) == 0
+    assert table_lines(tmp_path / "results.md") == table_lines(STUDY / variant / "results.md")
+    assert "rebuilds this table" in (tmp_path / "results.md").read_text()
+    assert len(list(csv.DictReader(open(tmp_path / "results.csv")))) == len(rows)
