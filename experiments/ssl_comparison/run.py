@@ -69,8 +69,8 @@ SETTINGS = {
         "vat", ["method.batchnorm_statistics=all"]),
     "meanteacher, BatchNorm statistics shared with unlabelled clips": (
         "meanteacher", ["method.batchnorm_statistics=all"]),
-    "mixmatch, BatchNorm statistics shared with unlabelled clips": (
-        "mixmatch", ["method.batchnorm_statistics=all"]),
+    "mixmatch, BatchNorm statistics shared with unlabelled clips, last step's weights": (
+        "mixmatch", ["method.batchnorm_statistics=all", "method.evaluation_ema=false"]),
     "pseudolabel, negatives at 0.05, BatchNorm statistics shared with unlabelled clips": (
         "pseudolabel", ["method.batchnorm_statistics=all", "method.pseudo_label_negative=0.05"]),
     # pseudo-labelling with UPS's negative pseudo-labels (the default before commit
@@ -86,7 +86,10 @@ SETTINGS = {
     "vat (default), eps 8": ("vat", ["method.vat_eps=8"]),
     "supervised (default), evaluation EMA": ("supervised", ["method.evaluation_ema=true"]),
     "vat (default), evaluation EMA": ("vat", ["method.evaluation_ema=true"]),
-    "mixmatch (default), evaluation EMA": ("mixmatch", ["method.evaluation_ema=true"]),
+    # MixMatch evaluated on the last step's weights: the default until
+    # method.evaluation_ema became auto, which averages them for MixMatch (see README)
+    "mixmatch, evaluated on the last step's weights (the old default)": (
+        "mixmatch", ["method.evaluation_ema=false"]),
     "meanteacher (default), consistency weight 1, distinct views": (
         "meanteacher", ["method.consistency_weight=1", *STRONG_VIEWS]),
     "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),
@@ -100,7 +103,8 @@ SETTINGS = {
                        "method.noisy_label_until=0.7"]),
     "vat + noisy audio": ("vat", ["data.noisy_usage=unlabelled"]),
     "meanteacher + noisy audio": ("meanteacher", ["data.noisy_usage=unlabelled"]),
-    "mixmatch + noisy audio": ("mixmatch", ["data.noisy_usage=unlabelled"]),
+    "mixmatch + noisy audio": ("mixmatch", ["data.noisy_usage=unlabelled",
+                                            "method.evaluation_ema=false"]),
     "meanteacher + noisy audio, distinct views": (
         "meanteacher", ["data.noisy_usage=unlabelled", *STRONG_VIEWS]),
 }

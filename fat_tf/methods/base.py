@@ -54,6 +54,10 @@ class Method(keras.Model):
     #: True where the evaluated model already is an average of the trained weights
     #: (mean teacher's teacher): ``evaluation_ema`` then adds no second average.
     averages_weights = False
+    #: Whether ``evaluation_ema=auto`` evaluates an EMA of the weights: True where the
+    #: method's reference implementation evaluates one and the development benchmark's
+    #: validation agreed (MixMatch).
+    evaluation_ema_by_default = False
 
     def __init__(
         self,
@@ -96,7 +100,7 @@ class Method(keras.Model):
         # hparams.evaluation_ema: validation scores, and the run saves, an EMA of the
         # trained weights instead of the weights themselves
         self.averaged = None
-        if self.hparams.evaluation_ema and not self.averages_weights:
+        if self.uses_evaluation_ema and not self.averages_weights:
             self.averaged = averaged_copy(tagger, "averaged")
 
     # ----------------------------------------------------------------- hooks
@@ -126,6 +130,13 @@ class Method(keras.Model):
         if self.averaged is None:
             return []
         return [ExponentialMovingAverage(self.tagger, self.averaged, self.run_ema_decay)]
+
+    @property
+    def uses_evaluation_ema(self) -> bool:
+        """``evaluation_ema`` resolved for this method (``auto``: its
+        ``evaluation_ema_by_default``)."""
+        wanted = self.hparams.evaluation_ema
+        return self.evaluation_ema_by_default if wanted == "auto" else bool(wanted)
 
     @property
     def run_ema_decay(self) -> float:

@@ -34,6 +34,9 @@ class MixMatch(ClassFrequencyAlignment, Method):
        curated target) plus ``mixmatch_weight`` times a linear ramp after
        ``unlabelled_start`` times the squared error of the unlabelled part's
        probabilities against its mixed guesses.
+    4. With ``evaluation_ema`` at its default (``auto``) validation scores, and the run
+       saves and exports, an exponential moving average of the weights, as the
+       reference implementation evaluates.
 
     Args: see :class:`fat_tf.methods.base.Method`.
     """
@@ -41,6 +44,9 @@ class MixMatch(ClassFrequencyAlignment, Method):
     name_in_registry = "mixmatch"
     loss_terms = ("supervised", "unlabelled")
     uses_unlabelled = True
+    # evaluation_ema=auto: validate, save and export an EMA of the weights, as the
+    # reference implementation evaluates
+    evaluation_ema_by_default = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

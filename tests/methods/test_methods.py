@@ -203,8 +203,15 @@ def test_evaluation_ema_scores_and_saves_the_average_of_the_trained_weights(name
     method.evaluated_model.save(path)
     np.testing.assert_allclose(keras.models.load_model(path)(audio), method.averaged(audio),
                                rtol=1e-4, atol=1e-4)
-    # off by default, and mean teacher's teacher is not averaged a second time
-    assert build_method(tiny_config(**{"train.method": name}), CLASSES, 5).averaged is None
+    # auto by default: on for MixMatch only; false turns it off; and mean teacher's
+    # teacher is not averaged a second time
+    default = build_method(tiny_config(**{"train.method": name}), CLASSES, 5)
+    assert (default.averaged is not None) == (name == "mixmatch")
+    assert build_method(tiny_config(**{"train.method": name, "method.evaluation_ema": False}),
+                        CLASSES, 5).averaged is None
+    assert tiny_config(**{"method.evaluation_ema": "auto"}).method.evaluation_ema == "auto"
+    with pytest.raises(ConfigError, match="method.evaluation_ema must be true, false or auto"):
+        tiny_config(**{"method.evaluation_ema": "sometimes"})
     teacher = build_method(tiny_config(**{"train.method": "meanteacher",
                                           "method.evaluation_ema": True}), CLASSES, 5)
     assert teacher.averaged is None and teacher.evaluated_model is teacher.teacher
