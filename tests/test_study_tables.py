@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,15 @@ import pytest
 STUDY = Path(__file__).resolve().parents[1] / "experiments" / "ssl_comparison"
 
 
-def load_study():
+def load_study(monkeypatch):
+    """experiments/ssl_comparison/run.py, importing experiments/common.py as its
+    ``common`` (not benchmarks/common.py, which other tests leave in sys.modules)."""
+    monkeypatch.delitem(sys.modules, "common", raising=False)
+    monkeypatch.syspath_prepend(str(STUDY.parent))
     spec = importlib.util.spec_from_file_location("ssl_comparison_run", STUDY / "run.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    assert Path(module.common.__file__).parent == STUDY.parent
     return module
 
 
@@ -28,8 +34,8 @@ def table_lines(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("variant", ["k20", "k20_shifted", "demo"])
-def test_committed_table_rebuilds_from_its_results_csv(variant, tmp_path):
-    study = load_study()
+def test_committed_table_rebuilds_from_its_results_csv(variant, tmp_path, monkeypatch):
+    study = load_study(monkeypatch)
     committed = STUDY / variant / "results.csv"
     with open(committed, newline="") as f:
         rows = list(csv.DictReader(f))
