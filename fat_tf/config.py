@@ -65,6 +65,17 @@ PAD_MODES = ("constant", "reflect")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 
+def check_true_false_auto(setting: str, value: object) -> None:
+    """Refuse a ``true``/``false``/``auto`` setting holding anything else.
+
+    Args:
+        setting: the setting's dotted name, e.g. ``train.jit_compile``.
+        value: its value.
+    """
+    if value not in (True, False, "auto"):
+        raise ConfigError(f"{setting} must be true, false or auto, got {value!r}")
+
+
 def check_name(setting: str, value: object, names: typing.Sequence[str]) -> None:
     """Refuse a string setting whose value is not one of ``names`` (ConfigError naming
     the setting, the valid names, and the closest one when the value looks like a typo).
@@ -390,9 +401,7 @@ class MethodConfig:
     pseudo_label_teacher: bool = False
 
     def __post_init__(self):
-        if self.evaluation_ema not in (True, False, "auto"):
-            raise ConfigError(f"method.evaluation_ema must be true, false or auto, got "
-                              f"{self.evaluation_ema!r}")
+        check_true_false_auto("method.evaluation_ema", self.evaluation_ema)
         if self.batchnorm_statistics not in ("all", "labelled"):
             raise ConfigError(f"method.batchnorm_statistics must be all or labelled, got "
                               f"{self.batchnorm_statistics!r}")
@@ -465,10 +474,7 @@ class TrainConfig:
     save_validation_predictions: bool = False
 
     def __post_init__(self):
-        if self.jit_compile not in (True, False, "auto"):
-            raise ConfigError(
-                f"train.jit_compile must be true, false or auto, got {self.jit_compile!r}"
-            )
+        check_true_false_auto("train.jit_compile", self.jit_compile)
         check_name("train.method", self.method, METHOD_NAMES)
         check_name("train.loss", self.loss, LOSS_NAMES)
         if self.precision not in PRECISIONS:

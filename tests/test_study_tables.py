@@ -54,4 +54,5 @@ def test_committed_table_rebuilds_from_its_results_csv(variant, tmp_path, monkey
                        "--settings", *order, *extra]) == 0
     assert table_lines(tmp_path / "results.md") == table_lines(STUDY / variant / "results.md")
     assert "rebuilds this table" in (tmp_path / "results.md").read_text()
-    assert len(list(csv.DictReader(open(tmp_path / "results.csv")))) == len(rows)
+    with open(tmp_path / "results.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
