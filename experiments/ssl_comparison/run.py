@@ -90,6 +90,7 @@ SETTINGS = {
     # method.evaluation_ema became auto, which averages them for MixMatch (see README)
     "mixmatch, evaluated on the last step's weights (the old default)": (
         "mixmatch", ["method.evaluation_ema=false"]),
+    "mixmatch (default), unlabelled weight 3": ("mixmatch", ["method.mixmatch_weight=3"]),
     "meanteacher (default), consistency weight 1, distinct views": (
         "meanteacher", ["method.consistency_weight=1", *STRONG_VIEWS]),
     "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),
