@@ -25,7 +25,7 @@ import tensorflow as tf
 from sklearn.metrics import label_ranking_average_precision_score
 
 from fat_tf.inference.loaded import TrainedRun, load_run
-from fat_tf.methods.base import _dropout_layers, frozen_batchnorm_statistics
+from fat_tf.methods.base import dropout_layers, frozen_batchnorm_statistics
 from fat_tf.models.tagger import tagger_parts
 from fat_tf.run_folder import DEFAULT_MODEL
 
@@ -49,7 +49,7 @@ def noisy_clips(data_dir: Path, classes: tuple[str, ...], samples: int, seed: in
 def guesses(run: TrainedRun, which: str, waves: np.ndarray) -> dict[str, np.ndarray]:
     """Sigmoid outputs per BatchNorm mode (``moving``, ``batch``), whole batches only."""
     logmel, _, classifier = tagger_parts(run.load_model(which))
-    for layer in _dropout_layers(classifier):
+    for layer in dropout_layers(classifier):
         layer.rate = 0.0
     out = {"moving": [], "batch": []}
     for start in range(0, len(waves) - BATCH + 1, BATCH):

@@ -100,7 +100,7 @@ class Method(keras.Model):
         # hparams.evaluation_ema: validation scores, and the run saves, an EMA of the
         # trained weights instead of the weights themselves
         self.averaged = None
-        if self.uses_evaluation_ema and not self.averages_weights:
+        if self.uses_evaluation_ema:
             self.averaged = averaged_copy(tagger, "averaged")
 
     # ----------------------------------------------------------------- hooks
@@ -133,8 +133,12 @@ class Method(keras.Model):
 
     @property
     def uses_evaluation_ema(self) -> bool:
-        """``evaluation_ema`` resolved for this method (``auto``: its
-        ``evaluation_ema_by_default``)."""
+        """Whether this run keeps a separate EMA of its weights for evaluation:
+        ``evaluation_ema`` resolved for this method (``auto``: its
+        ``evaluation_ema_by_default``), and never where the evaluated model already is
+        such an average (``averages_weights``: mean teacher's teacher)."""
+        if self.averages_weights:
+            return False
         wanted = self.hparams.evaluation_ema
         return self.evaluation_ema_by_default if wanted == "auto" else bool(wanted)
 
@@ -500,7 +504,7 @@ class DropoutMasks:
     """
 
     def __init__(self, model: keras.Model):
-        self.states = [layer.seed_generator.state for layer in _dropout_layers(model)]
+        self.states = [layer.seed_generator.state for layer in dropout_layers(model)]
         self.saved: list[tf.Tensor] = []
 
     def record(self) -> None:
@@ -513,8 +517,15 @@ class DropoutMasks:
             variable.assign(value)
 
 
-def _dropout_layers(model: keras.Model) -> list:
-    """Every active ``keras.layers.Dropout`` inside ``model`` (nested models included)."""
+def dropout_layers(model: keras.Model) -> list:
+    """Every active ``keras.layers.Dropout`` inside ``model`` (nested models included).
+
+    Args:
+        model: the model to search.
+
+    Returns:
+        The Dropout layers with a rate above 0, in the model's layer order.
+    """
     return [layer for layer in model._flatten_layers(include_self=False)
             if isinstance(layer, keras.layers.Dropout) and layer.rate > 0]
 

@@ -215,6 +215,7 @@ def test_evaluation_ema_scores_and_saves_the_average_of_the_trained_weights(name
     teacher = build_method(tiny_config(**{"train.method": "meanteacher",
                                           "method.evaluation_ema": True}), CLASSES, 5)
     assert teacher.averaged is None and teacher.evaluated_model is teacher.teacher
+    assert not teacher.uses_evaluation_ema
     assert len(teacher.extra_callbacks()) == 1
 
 
