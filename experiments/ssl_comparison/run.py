@@ -91,6 +91,7 @@ SETTINGS = {
     "mixmatch, evaluated on the last step's weights (the old default)": (
         "mixmatch", ["method.evaluation_ema=false"]),
     "mixmatch (default), unlabelled weight 3": ("mixmatch", ["method.mixmatch_weight=3"]),
+    "mixmatch (default), alpha 0.75": ("mixmatch", ["method.mixmatch_alpha=0.75"]),
     "meanteacher (default), consistency weight 1, distinct views": (
         "meanteacher", ["method.consistency_weight=1", *STRONG_VIEWS]),
     "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),
