@@ -46,9 +46,9 @@ def test_committed_table_rebuilds_from_its_results_csv(variant, tmp_path, monkey
              if line.startswith("| ") and not line.startswith(("| setting", "|---"))]
     assert sorted(order) == sorted(settings)
     baselines = {"k20": "experiments/recipe/k20_baselines.json",
-                 "k20_shifted": "experiments/ssl_comparison/k20_shifted_baselines.json"}
-    extra = (["--baselines", str(STUDY.parents[1] / baselines[variant])]
-             if variant in baselines else [])
+                 "k20_shifted": "experiments/ssl_comparison/k20_shifted_baselines.json",
+                 "demo": "experiments/ssl_comparison/demo_baselines.json"}
+    extra = ["--baselines", str(STUDY.parents[1] / baselines[variant])]
     assert study.main(["--table-only", "--data", str(tmp_path), "--out", str(tmp_path),
                        "--previous", str(committed), "--seeds", *map(str, seeds),
                        "--settings", *order, *extra]) == 0
