@@ -94,6 +94,8 @@ SETTINGS = {
     "mixmatch (default), alpha 0.75": ("mixmatch", ["method.mixmatch_alpha=0.75"]),
     "meanteacher (default), consistency weight 1, distinct views": (
         "meanteacher", ["method.consistency_weight=1", *STRONG_VIEWS]),
+    "mixmatch (default), distinct views": ("mixmatch", STRONG_VIEWS),
+    "supervised (default), time shift and SpecAugment": ("supervised", STRONG_VIEWS),
     "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),
     "mixup, curated only": ("mixup", ["data.noisy_usage=none"]),
     "supervised + noisy labels": ("supervised", ["data.noisy_usage=labelled",
