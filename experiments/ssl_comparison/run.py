@@ -95,6 +95,8 @@ SETTINGS = {
     "meanteacher (default), consistency weight 1, distinct views": (
         "meanteacher", ["method.consistency_weight=1", *STRONG_VIEWS]),
     "mixmatch (default), distinct views": ("mixmatch", STRONG_VIEWS),
+    "meanteacher (default), consistency weight 3": (
+        "meanteacher", ["method.consistency_weight=3"]),
     "supervised (default), time shift and SpecAugment": ("supervised", STRONG_VIEWS),
     "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),
     "mixup, curated only": ("mixup", ["data.noisy_usage=none"]),
