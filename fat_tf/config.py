@@ -344,6 +344,11 @@ class MethodConfig:
         mixmatch_alignment: align MixMatch's guesses to the labelled class frequencies
             (per-class distribution alignment) and sharpen each class around its
             frequency instead of 0.5 (see :func:`fat_tf.ops.ssl.align_to_prior`).
+        mixmatch_teacher: guess MixMatch's labels with an exponential moving average
+            of the trained weights in inference mode (the ``evaluation_ema`` average,
+            or a teacher of its own when that is off; ``ema_decay``,
+            ``ema_horizon_fraction``), as interpolation consistency training guesses,
+            instead of the current weights in training mode.
         export_student: export the student instead of the teacher (mean teacher).
         noisy_label_weight: weight of a train_noisy clip's supervised loss (a curated
             clip's is 1) when the noisy labels are used (``data.noisy_usage`` auto,
@@ -396,6 +401,7 @@ class MethodConfig:
     mixmatch_weight: float = 1.0
     mixmatch_alpha: float = 1.0
     mixmatch_alignment: bool = True
+    mixmatch_teacher: bool = False
     export_student: bool = False
     noisy_label_weight: float = 0.3
     noisy_label_until: float = 1.0

@@ -98,6 +98,8 @@ SETTINGS = {
     "meanteacher (default), consistency weight 3": (
         "meanteacher", ["method.consistency_weight=3"]),
     "supervised (default), time shift and SpecAugment": ("supervised", STRONG_VIEWS),
+    "mixmatch (default), guesses from the EMA teacher": (
+        "mixmatch", ["method.mixmatch_teacher=true"]),
     "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),
     "mixup, curated only": ("mixup", ["data.noisy_usage=none"]),
     "supervised + noisy labels": ("supervised", ["data.noisy_usage=labelled",

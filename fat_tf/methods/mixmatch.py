@@ -7,12 +7,13 @@ import tensorflow as tf
 
 from fat_tf.methods.alignment import ClassFrequencyAlignment
 from fat_tf.methods.base import Method, frozen_batchnorm_statistics
+from fat_tf.methods.guessing_teacher import GuessingTeacher
 from fat_tf.ops import sampling
 from fat_tf.ops.ramps import linear_rampup
 from fat_tf.ops.ssl import mix, sharpen, sharpen_around
 
 
-class MixMatch(ClassFrequencyAlignment, Method):
+class MixMatch(GuessingTeacher, ClassFrequencyAlignment, Method):
     """Guess sharpened labels for unlabelled clips, mix everything, train on the mix.
 
     1. ``K = mixmatch_k`` augmentation draws of each unlabelled log-mel; the guess is the
@@ -23,6 +24,11 @@ class MixMatch(ClassFrequencyAlignment, Method):
        its frequency over the model's running mean guess, clipped to [0, 1]) and then
        sharpened around the class frequency instead of 0.5 (multi-label clips have
        ~1.2 classes on of C: around 0.5 an early model's guesses all sharpen to 0).
+       The K passes run in training mode (dropout on, BatchNorm on the views' batch
+       statistics, moving statistics left as they were), or with ``mixmatch_teacher``
+       through an exponential moving average of the weights in inference mode, as
+       interpolation consistency training (Verma et al., 2019) guesses
+       (:class:`~fat_tf.methods.guessing_teacher.GuessingTeacher`).
     2. ``W`` = labelled and unlabelled views with their targets, shuffled; each example
        is mixed with one of ``W`` using ``lambda' = max(lambda, 1 - lambda)``,
        ``lambda ~ Beta(alpha, alpha)`` per example (``alpha = mixmatch_alpha``), so it
@@ -51,6 +57,7 @@ class MixMatch(ClassFrequencyAlignment, Method):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_alignment_state()
+        self.add_guessing_teacher(self.hparams.mixmatch_teacher)
 
     def guess_labels(self, unlabelled_mel: tf.Tensor, labels: tf.Tensor | None = None
                      ) -> tuple[list[tf.Tensor], tf.Tensor]:
@@ -65,9 +72,12 @@ class MixMatch(ClassFrequencyAlignment, Method):
             the K views and the ``[B_u, C]`` guessed targets (constant).
         """
         views = [self.augmented(unlabelled_mel) for _ in range(self.hparams.mixmatch_k)]
-        with frozen_batchnorm_statistics(self.classifier):
-            probabilities = [tf.sigmoid(tf.cast(self.classifier(v, training=True), tf.float32))
-                             for v in views]
+        if self.guesses_with_teacher:
+            logits = [self.guessing_classifier(v, training=False) for v in views]
+        else:
+            with frozen_batchnorm_statistics(self.classifier):
+                logits = [self.classifier(v, training=True) for v in views]
+        probabilities = [tf.sigmoid(tf.cast(view_logits, tf.float32)) for view_logits in logits]
         mean = tf.add_n(probabilities) / len(probabilities)
         if not self.hparams.mixmatch_alignment:
             return views, tf.stop_gradient(sharpen(mean, self.hparams.mixmatch_temperature))

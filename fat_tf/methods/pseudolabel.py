@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from fat_tf.callbacks.ema import ExponentialMovingAverage
 from fat_tf.methods.alignment import ClassFrequencyAlignment
-from fat_tf.methods.base import Method, averaged_copy
+from fat_tf.methods.base import Method
+from fat_tf.methods.guessing_teacher import GuessingTeacher
 from fat_tf.ops.ssl import confident_pseudo_labels
 
 
-class PseudoLabel(ClassFrequencyAlignment, Method):
+class PseudoLabel(GuessingTeacher, ClassFrequencyAlignment, Method):
     """Train on the model's own confident guesses for unlabelled clips.
 
     Each step, the model in inference mode (no dropout, BatchNorm moving statistics, no
@@ -43,7 +43,7 @@ class PseudoLabel(ClassFrequencyAlignment, Method):
     come from an exponential moving average of the weights (BatchNorm statistics
     included) instead of the current ones: the run's ``evaluation_ema`` average when
     that is on, else a ``teacher`` of its own, updated after every optimiser step like
-    mean teacher's.
+    mean teacher's (:class:`~fat_tf.methods.guessing_teacher.GuessingTeacher`).
 
     Args: see :class:`fat_tf.methods.base.Method`.
     """
@@ -55,26 +55,7 @@ class PseudoLabel(ClassFrequencyAlignment, Method):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_alignment_state()
-        # pseudo_label_teacher: an average of its own unless evaluation_ema keeps one
-        self.teacher = None
-        if self.hparams.pseudo_label_teacher and self.averaged is None:
-            self.teacher = averaged_copy(self.tagger, "teacher")
-
-    def extra_callbacks(self):
-        callbacks = super().extra_callbacks()
-        if self.teacher is not None:
-            callbacks.append(
-                ExponentialMovingAverage(self.tagger, self.teacher, self.run_ema_decay))
-        return callbacks
-
-    @property
-    def guessing_classifier(self):
-        """The classifier that makes the guesses: the current one, or with
-        ``pseudo_label_teacher`` the averaged model's."""
-        if not self.hparams.pseudo_label_teacher:
-            return self.classifier
-        averaged = self.teacher if self.teacher is not None else self.averaged
-        return averaged.get_layer("classifier")
+        self.add_guessing_teacher(self.hparams.pseudo_label_teacher)
 
     def guess(self, unlabelled_mel: tf.Tensor, labels: tf.Tensor | None
               ) -> tuple[tf.Tensor, tf.Tensor]:

@@ -507,6 +507,40 @@ def test_pseudolabel_teacher_guesses_with_the_averaged_weights():
     assert len(shared.extra_callbacks()) == 1
 
 
+def test_mixmatch_teacher_guesses_with_the_averaged_weights_in_inference_mode():
+    """mixmatch_teacher: each view is guessed by the EMA teacher without dropout (the
+    mean over the K views, sharpened), not by the current weights; with evaluation_ema
+    (MixMatch's default) that teacher is the evaluated average and no copy is made."""
+    config = tiny_config(**{"train.method": "mixmatch", "method.mixmatch_k": 2,
+                            "method.mixmatch_alignment": False,
+                            "method.mixmatch_teacher": True,
+                            "method.evaluation_ema": False, "model.dropout1": 0.5})
+    method = build_method(config, CLASSES, total_steps=10)
+    audio, labels = batch_data(config)
+    unlabelled = method.logmel(tf.constant(audio[4:]))
+    rng = np.random.default_rng(4)
+    for weight in method.tagger.trainable_weights:  # move the student away, as training does
+        weight.assign(weight + rng.normal(scale=0.5, size=weight.shape).astype("float32"))
+    views, guess = method.guess_labels(unlabelled, tf.constant(labels[:4]))
+    teacher = method.teacher.get_layer("classifier")
+    mean = np.mean([1 / (1 + np.exp(-teacher(v, training=False).numpy())) for v in views],
+                   axis=0)
+    sharpened = mean ** 2 / (mean ** 2 + (1 - mean) ** 2)  # T = 0.5
+    np.testing.assert_allclose(guess.numpy(), sharpened, rtol=1e-4, atol=1e-6)
+    student = np.mean([1 / (1 + np.exp(-method.classifier(v, training=False).numpy()))
+                       for v in views], axis=0)
+    assert np.abs(student - mean).max() > 0.05  # the current weights would guess otherwise
+    averaging = [c for c in method.extra_callbacks() if isinstance(c, ExponentialMovingAverage)]
+    assert [(c.source, c.target) for c in averaging] == [(method.tagger, method.teacher)]
+    shared = build_method(tiny_config(**{"train.method": "mixmatch",
+                                         "method.mixmatch_teacher": True}), CLASSES, 10)
+    assert shared.teacher is None
+    assert shared.guessing_classifier is shared.averaged.get_layer("classifier")
+    assert len(shared.extra_callbacks()) == 1
+    current = build_method(tiny_config(**{"train.method": "mixmatch"}), CLASSES, 10)
+    assert current.guessing_classifier is current.classifier
+
+
 def test_mixmatch_alignment_guesses_follow_the_labelled_class_frequencies():
     config = tiny_config(**{"train.method": "mixmatch", "method.mixmatch_k": 2,
                             "method.mixmatch_alignment": True})
