@@ -475,9 +475,8 @@ def test_pseudolabel_alignment_scales_each_class_to_the_labelled_frequency():
 
 
 def test_pseudolabel_teacher_guesses_with_the_averaged_weights():
-    """pseudo_label_teacher: the guesses are the teacher's (an EMA of the weights, kept
-    by a callback after every step), not the current model's; with evaluation_ema the
-    evaluated average is that teacher and no second copy is made."""
+    """pseudo_label_teacher: the guesses are the teacher's (an EMA of the weights), not
+    the current model's."""
     config = tiny_config(**{"train.method": "pseudolabel", "method.pseudo_label_positive": 0.55,
                             "method.pseudo_label_negative": 0.45,
                             "method.pseudo_label_alignment": False,
@@ -496,21 +495,11 @@ def test_pseudolabel_teacher_guesses_with_the_averaged_weights():
     np.testing.assert_array_equal(targets.numpy(), teacher >= 0.55)
     np.testing.assert_array_equal(mask.numpy(), (teacher >= 0.55) | (teacher <= 0.45))
     assert np.any((student >= 0.55) != (teacher >= 0.55))  # the student would differ
-    averaging = [c for c in method.extra_callbacks() if isinstance(c, ExponentialMovingAverage)]
-    assert [(c.source, c.target) for c in averaging] == [(method.tagger, method.teacher)]
-    assert averaging[0].decay == method.run_ema_decay
-    shared = build_method(tiny_config(**{"train.method": "pseudolabel",
-                                         "method.pseudo_label_teacher": True,
-                                         "method.evaluation_ema": True}), CLASSES, 10)
-    assert shared.teacher is None
-    assert shared.guessing_classifier is shared.averaged.get_layer("classifier")
-    assert len(shared.extra_callbacks()) == 1
 
 
 def test_mixmatch_teacher_guesses_with_the_averaged_weights_in_inference_mode():
     """mixmatch_teacher: each view is guessed by the EMA teacher without dropout (the
-    mean over the K views, sharpened), not by the current weights; with evaluation_ema
-    (MixMatch's default) that teacher is the evaluated average and no copy is made."""
+    mean over the K views, sharpened), not by the current weights."""
     config = tiny_config(**{"train.method": "mixmatch", "method.mixmatch_k": 2,
                             "method.mixmatch_alignment": False,
                             "method.mixmatch_teacher": True,
@@ -530,14 +519,30 @@ def test_mixmatch_teacher_guesses_with_the_averaged_weights_in_inference_mode():
     student = np.mean([1 / (1 + np.exp(-method.classifier(v, training=False).numpy()))
                        for v in views], axis=0)
     assert np.abs(student - mean).max() > 0.05  # the current weights would guess otherwise
-    averaging = [c for c in method.extra_callbacks() if isinstance(c, ExponentialMovingAverage)]
-    assert [(c.source, c.target) for c in averaging] == [(method.tagger, method.teacher)]
-    shared = build_method(tiny_config(**{"train.method": "mixmatch",
-                                         "method.mixmatch_teacher": True}), CLASSES, 10)
+
+
+@pytest.mark.parametrize("name, option, with_evaluation_average", [
+    ("pseudolabel", "method.pseudo_label_teacher", {"method.evaluation_ema": True}),
+    ("mixmatch", "method.mixmatch_teacher", {}),  # evaluation_ema=auto is on for MixMatch
+])
+def test_guessing_teacher_is_kept_by_a_callback_or_is_the_evaluated_average(
+        name, option, with_evaluation_average):
+    """The guessing methods' teacher option (GuessingTeacher): without an evaluation
+    average the method keeps a teacher of its own, updated by one EMA callback at the
+    run's decay; with one, that average guesses and no second copy is made; with the
+    option off the current classifier guesses."""
+    own = build_method(tiny_config(**{"train.method": name, option: True,
+                                      "method.evaluation_ema": False}), CLASSES, 10)
+    averaging = [c for c in own.extra_callbacks() if isinstance(c, ExponentialMovingAverage)]
+    assert [(c.source, c.target) for c in averaging] == [(own.tagger, own.teacher)]
+    assert averaging[0].decay == own.run_ema_decay
+    assert own.guessing_classifier is own.teacher.get_layer("classifier")
+    shared = build_method(tiny_config(**{"train.method": name, option: True,
+                                         **with_evaluation_average}), CLASSES, 10)
     assert shared.teacher is None
     assert shared.guessing_classifier is shared.averaged.get_layer("classifier")
     assert len(shared.extra_callbacks()) == 1
-    current = build_method(tiny_config(**{"train.method": "mixmatch"}), CLASSES, 10)
+    current = build_method(tiny_config(**{"train.method": name}), CLASSES, 10)
     assert current.guessing_classifier is current.classifier
 
 
