@@ -100,6 +100,8 @@ SETTINGS = {
     "supervised (default), time shift and SpecAugment": ("supervised", STRONG_VIEWS),
     "mixmatch (default), guesses from the EMA teacher": (
         "mixmatch", ["method.mixmatch_teacher=true"]),
+    "mixmatch (default), no sharpening (temperature 1)": (
+        "mixmatch", ["method.mixmatch_temperature=1"]),
     "supervised, curated only": ("supervised", ["data.noisy_usage=none"]),
     "mixup, curated only": ("mixup", ["data.noisy_usage=none"]),
     "supervised + noisy labels": ("supervised", ["data.noisy_usage=labelled",
