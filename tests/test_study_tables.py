@@ -12,6 +12,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 STUDY = Path(__file__).resolve().parents[1] / "experiments" / "ssl_comparison"
@@ -56,3 +57,18 @@ def test_committed_table_rebuilds_from_its_results_csv(variant, tmp_path, monkey
     assert "rebuilds this table" in (tmp_path / "results.md").read_text()
     with open(tmp_path / "results.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
+
+
+def test_vs_columns_pair_runs_by_seed_on_the_seeds_both_settings_have(monkeypatch):
+    study = load_study(monkeypatch)
+    key = "test_lwlrap_final"
+    reference = [{"seed": s, key: v} for s, v in [(0, 0.50), (1, 0.60), (2, 0.55), (3, 0.90)]]
+    # seeds 0-2 shared; seed 5 has no reference run; the reference's seed 3 (its best) unused
+    group = [{"seed": s, key: v} for s, v in [(0, 0.53), (1, 0.61), (2, 0.60), (5, 0.10)]]
+    differences = [0.03, 0.01, 0.05]
+    error = float(np.std(differences, ddof=1) / np.sqrt(3))
+    assert study.paired_difference(group, reference, key) == (
+        f"{np.mean(differences):+.3f} ± {error:.3f} (3)")
+    assert study.paired_difference(group[:1], reference, key) == "+0.030 (1)"
+    assert study.paired_difference(group[3:], reference, key) == ""
+    assert study.paired_difference(group, None, key) == ""

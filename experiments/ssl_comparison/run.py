@@ -212,24 +212,22 @@ def write(out: Path, rows: list[dict], args, command: str, started: float) -> No
     baselines = json.loads(Path(args.baselines).read_text()) if args.baselines else None
     groups = _groups(rows)
     shown, other = DEFAULT_MODEL, next(m for m in MODEL_FILES if m != DEFAULT_MODEL)
-    means = {name: np.mean([r[f"test_lwlrap_{shown}"] for r in group])
-             for name, group in groups.items()}
-    curated = means.get("supervised, curated only")
-    default = next((means[n] for n in DEFAULT_SUPERVISED if n in means), None)
+    curated = groups.get("supervised, curated only")
+    default = next((groups[n] for n in DEFAULT_SUPERVISED if n in groups), None)
+    key = f"test_lwlrap_{shown}"
 
-    def delta(value, reference):
-        return "" if reference is None else f"{value - reference:+.3f}"
-
-    lines = [f"| setting | steps | seeds | val lwlrap (best) | test lwlrap ({MODEL_NAMES[shown]}"
-             f", the default) | vs curated only | vs supervised default | "
-             f"test lwlrap ({MODEL_NAMES[other]}) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| setting | steps | seeds | val lwlrap (best) | val lwlrap ({MODEL_NAMES[shown]}) | "
+             f"test lwlrap ({MODEL_NAMES[shown]}, the default) | vs curated only | "
+             f"vs supervised default | test lwlrap ({MODEL_NAMES[other]}) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, group in groups.items():
         lines.append(
             f"| {name} | {group[0]['total_steps']} | {len(group)} | "
             f"{common.mean_std(r['val_lwlrap_best'] for r in group)} | "
-            f"{common.mean_std(r[f'test_lwlrap_{shown}'] for r in group)} | "
-            f"{delta(means[name], curated)} | {delta(means[name], default)} | "
+            f"{common.mean_std(r[f'val_lwlrap_{shown}'] for r in group)} | "
+            f"{common.mean_std(r[key] for r in group)} | "
+            f"{paired_difference(group, curated, key)} | "
+            f"{paired_difference(group, default, key)} | "
             f"{common.mean_std(r[f'test_lwlrap_{other}'] for r in group)} |")
     if baselines:
         lines += ["", "References on the test set (tools/baselines.py):", ""]
@@ -237,8 +235,10 @@ def write(out: Path, rows: list[dict], args, command: str, started: float) -> No
     codes = sorted({str(r.get("code", "unknown")) for r in rows})
     notes = ("Small preset, labelled batch 32 (+ 32 unlabelled clips for VAT, mean teacher "
              "and MixMatch), default hyperparameters; mean ± std over seeds; the 'vs' "
-             "columns compare test means with supervised on curated clips only and with "
-             "supervised's default (noisy labels x0.3). Runs from code: "
+             "columns compare test lwlrap with supervised on curated clips only and with "
+             "supervised's default (noisy labels x0.3), paired by seed on the seeds both "
+             "rows have: mean difference ± its standard error (number of shared seeds). "
+             "Runs from code: "
              + ", ".join(codes) + ".")
     if args.previous:
         notes += (" Rows were merged from the results.csv files after --previous (per-run "
@@ -249,6 +249,35 @@ def write(out: Path, rows: list[dict], args, command: str, started: float) -> No
                   "retrains one row.")
     common.write_results(out, rows, "\n".join(lines) + "\n", command, started, notes)
     plot(out / "ssl_comparison.png", groups, baselines, shown)
+
+
+def paired_difference(group: list[dict], reference: list[dict] | None, key: str) -> str:
+    """Mean difference of ``key`` between two settings' runs, paired by seed.
+
+    Only seeds that both settings ran count, so a row with fewer seeds is compared on
+    those seeds alone instead of against the reference's mean over other seeds.
+
+    Args:
+        group: one setting's runs (dicts with ``seed`` and ``key``).
+        reference: the reference setting's runs, or ``None`` (then ``""``).
+        key: the score compared, e.g. ``test_lwlrap_final``.
+
+    Returns:
+        ``"+0.026 ± 0.006 (5)"``: the mean per-seed difference, the standard error of
+        that mean (sample std / sqrt(n); left out for one seed) and the number of shared
+        seeds; ``""`` when there is no reference or no shared seed.
+    """
+    if reference is None:
+        return ""
+    reference_by_seed = {int(r["seed"]): float(r[key]) for r in reference}
+    differences = np.array([float(r[key]) - reference_by_seed[int(r["seed"])]
+                            for r in group if int(r["seed"]) in reference_by_seed])
+    if differences.size == 0:
+        return ""
+    if differences.size == 1:
+        return f"{differences[0]:+.3f} (1)"
+    error = differences.std(ddof=1) / np.sqrt(differences.size)
+    return f"{differences.mean():+.3f} ± {error:.3f} ({differences.size})"
 
 
 def _groups(rows: list[dict]) -> dict[str, list[dict]]:
