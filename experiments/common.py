@@ -168,6 +168,24 @@ def mean_std(values) -> str:
     return f"{v.mean():.3f} ± {std:.3f}"
 
 
+def paired_differences(runs: list[dict], reference: list[dict], key: str) -> np.ndarray:
+    """Per-seed differences ``run[key] - reference run[key]``, on the seeds both have.
+
+    Args:
+        runs: one setting's runs (dicts with ``seed`` and ``key``; numbers or the
+            strings of a results.csv).
+        reference: the reference setting's runs, in the same form.
+        key: the score compared, e.g. ``test_lwlrap_final``.
+
+    Returns:
+        The differences in the order of ``runs``; runs whose seed the reference lacks
+        are left out.
+    """
+    reference_by_seed = {int(r["seed"]): float(r[key]) for r in reference}
+    return np.array([float(r[key]) - reference_by_seed[int(r["seed"])]
+                     for r in runs if int(r["seed"]) in reference_by_seed])
+
+
 def write_results(out: Path, rows: list[dict], table_md: str, command: str,
                   started: float, notes: str = "") -> None:
     """Write ``results.csv`` (one row per run) and ``results.md`` (header + table).

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def summarise(rows: list[dict], variants: list[str]) -> str:
     """Markdown table: mean ± std per variant and the paired difference to the baseline."""
-    base = {r["seed"]: r["test_lwlrap"] for r in rows if r["variant"] == "baseline"}
+    base = [r for r in rows if r["variant"] == "baseline"]
     lines = ["| variant | change | test lwlrap (mean ± std) | Δ test vs baseline (paired) "
              "| validation lwlrap (final) | seeds | train s/run |",
              "|---|---|---|---|---|---|---|"]
@@ -65,8 +65,8 @@ def summarise(rows: list[dict], variants: list[str]) -> str:
         sel = [r for r in rows if r["variant"] == v]
         if not sel:
             continue
-        diffs = [r["test_lwlrap"] - base[r["seed"]] for r in sel if r["seed"] in base]
-        delta = common.mean_std(diffs) if diffs and v != "baseline" else "—"
+        diffs = common.paired_differences(sel, base, "test_lwlrap")
+        delta = common.mean_std(diffs) if diffs.size and v != "baseline" else "—"
         lines.append(
             f"| {v} | {VARIANTS[v][1]} | {common.mean_std(r['test_lwlrap'] for r in sel)} | "
             f"{delta} | {common.mean_std(r['val_lwlrap'] for r in sel)} | {len(sel)} | "

@@ -269,9 +269,7 @@ def paired_difference(group: list[dict], reference: list[dict] | None, key: str)
     """
     if reference is None:
         return ""
-    reference_by_seed = {int(r["seed"]): float(r[key]) for r in reference}
-    differences = np.array([float(r[key]) - reference_by_seed[int(r["seed"])]
-                            for r in group if int(r["seed"]) in reference_by_seed])
+    differences = common.paired_differences(group, reference, key)
     if differences.size == 0:
         return ""
     if differences.size == 1:
